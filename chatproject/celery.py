@@ -1,0 +1,11 @@
+"""The Celery app: tasks live in each app's tasks.py and take ids (DESIGN.md §6)."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
+
+app = Celery("chatproject")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

@@ -1,0 +1,150 @@
+"""The one definition of what travels over the channel layer and the WebSocket.
+
+Client → server frames: `send`, `stop`, `resume`, `subscribe`, `ping`.
+Server → client frames: `message.created`, `delta`, `snapshot`, `done`, `error`, `subscribed`, `pong`.
+Channel-layer events carry the same payloads under a `type` that names the consumer handler
+(`chat.delta` → `chat_delta`). docs/protocol.md describes the exchange for client authors.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NotRequired, TypedDict
+
+
+def conversation_group(conversation_id: str) -> str:
+    """Every socket watching a conversation, on any node."""
+    return f"conv.{conversation_id}"
+
+
+def generation_group(message_id: int) -> str:
+    """The one task generating a message, wherever it runs: where stop and snapshot requests go."""
+    return f"gen.{message_id}"
+
+
+class UsagePayload(TypedDict):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class MessagePayload(TypedDict):
+    id: int
+    conversation_id: str
+    parent_id: int | None
+    role: str
+    content: str
+    html: str
+    status: str
+    seq: int
+    model: str
+    created_at: str
+
+
+# --- server → client (and the channel-layer events that carry them) ----------------------------
+
+
+class MessageCreatedEvent(TypedDict):
+    type: Literal["message.created"]
+    conversation_id: str
+    message: MessagePayload
+    client_id: NotRequired[str]
+
+
+class DeltaEvent(TypedDict):
+    type: Literal["delta"]
+    conversation_id: str
+    message_id: int
+    seq: int
+    text: str
+
+
+class SnapshotEvent(TypedDict):
+    """The text of a message up to `seq`; deltas with a higher seq follow."""
+
+    type: Literal["snapshot"]
+    conversation_id: str
+    message_id: int
+    seq: int
+    content: str
+    status: str
+
+
+class DoneEvent(TypedDict):
+    type: Literal["done"]
+    conversation_id: str
+    message_id: int
+    status: str
+    seq: int
+    content: str
+    html: str
+    usage: UsagePayload | None
+    error: NotRequired[ErrorPayload]
+
+
+class ErrorPayload(TypedDict):
+    code: str
+    message: str
+    retryable: bool
+
+
+class ErrorEvent(TypedDict):
+    type: Literal["error"]
+    code: str
+    message: str
+    retryable: bool
+    conversation_id: NotRequired[str]
+    message_id: NotRequired[int]
+    client_id: NotRequired[str]
+
+
+class SubscribedEvent(TypedDict):
+    type: Literal["subscribed"]
+    conversation_id: str
+    title: str
+
+
+# --- channel-layer only ---------------------------------------------------------------------------
+
+
+class GroupEnvelope(TypedDict):
+    """A server frame wrapped for group_send: `type` routes it, `frame` is sent as is."""
+
+    type: Literal["chat.frame"]
+    frame: MessageCreatedEvent | DeltaEvent | DoneEvent
+
+
+class StopRequest(TypedDict):
+    type: Literal["gen.stop"]
+
+
+class SnapshotRequest(TypedDict):
+    type: Literal["gen.snapshot"]
+    reply_channel: str
+
+
+class SnapshotReply(TypedDict):
+    type: Literal["chat.snapshot"]
+    frame: SnapshotEvent
+
+
+# --- client → server --------------------------------------------------------------------------
+
+CLIENT_EVENT_TYPES = frozenset({"send", "stop", "resume", "subscribe", "ping"})
+
+
+def error_event(
+    code: str,
+    message: str,
+    *,
+    retryable: bool = False,
+    conversation_id: str | None = None,
+    message_id: int | None = None,
+    client_id: str | None = None,
+) -> ErrorEvent:
+    event: ErrorEvent = {"type": "error", "code": code, "message": message, "retryable": retryable}
+    if conversation_id:
+        event["conversation_id"] = conversation_id
+    if message_id is not None:
+        event["message_id"] = message_id
+    if client_id:
+        event["client_id"] = client_id
+    return event

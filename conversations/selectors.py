@@ -1,0 +1,113 @@
+"""Reads: what pages, sockets and tasks need to know about conversations and messages."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+from django.db.models import QuerySet
+
+from conversations.events import DoneEvent, MessagePayload, SnapshotEvent
+from conversations.models import Conversation, Message
+from conversations.rendering import render_markdown
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+
+def conversations_for_user(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Conversation]:
+    return Conversation.objects.filter(owner_id=user.pk, deleted_at__isnull=True)
+
+
+def conversation_get_for_user(
+    *, user: AbstractBaseUser | AnonymousUser, conversation_id: str | uuid.UUID
+) -> Conversation | None:
+    """The conversation if it exists and is the user's; None otherwise (never say which)."""
+    try:
+        key = uuid.UUID(str(conversation_id))
+    except ValueError:
+        return None
+    return conversations_for_user(user=user).filter(pk=key).first()
+
+
+def branch_messages(*, conversation: Conversation, leaf_id: int | None = None) -> list[Message]:
+    """The messages from the root to a leaf (the active one by default), oldest first.
+
+    One query for the conversation's rows, then a walk up `parent` in memory: a tree of a few
+    thousand rows is cheaper to walk than a recursive CTE per page view.
+    """
+    leaf = leaf_id if leaf_id is not None else conversation.active_leaf_id
+    if leaf is None:
+        return []
+    rows = {
+        m.pk: m
+        for m in Message.objects.filter(conversation=conversation).defer("embedding").order_by("created_at", "id")
+    }
+    path: list[Message] = []
+    cursor = rows.get(leaf)
+    while cursor is not None:
+        path.append(cursor)
+        cursor = rows.get(cursor.parent_id) if cursor.parent_id is not None else None
+    path.reverse()
+    return path
+
+
+def streaming_message(*, conversation_id: str | uuid.UUID) -> Message | None:
+    return (
+        Message.objects.filter(conversation_id=conversation_id, status=Message.Status.STREAMING)
+        .defer("embedding")
+        .first()
+    )
+
+
+def message_get(*, message_id: int) -> Message | None:
+    return Message.objects.filter(pk=message_id).defer("embedding").first()
+
+
+def message_payload(message: Message) -> MessagePayload:
+    final = message.status != Message.Status.STREAMING
+    return {
+        "id": message.pk,
+        "conversation_id": str(message.conversation_id),
+        "parent_id": message.parent_id,
+        "role": message.role,
+        "content": message.content,
+        # Only finished text is rendered: half a Markdown construct renders wrong and re-rendering
+        # per delta is what makes long replies stutter in other products.
+        "html": render_markdown(message.content) if final and message.role == Message.Role.ASSISTANT else "",
+        "status": message.status,
+        "seq": message.seq,
+        "model": message.model,
+        "created_at": message.created_at.isoformat(),
+    }
+
+
+def snapshot_frame(message: Message) -> SnapshotEvent:
+    return {
+        "type": "snapshot",
+        "conversation_id": str(message.conversation_id),
+        "message_id": message.pk,
+        "seq": message.seq,
+        "content": message.content,
+        "status": message.status,
+    }
+
+
+def done_frame(message: Message) -> DoneEvent:
+    done: DoneEvent = {
+        "type": "done",
+        "conversation_id": str(message.conversation_id),
+        "message_id": message.pk,
+        "status": message.status,
+        "seq": message.seq,
+        "content": message.content,
+        "html": render_markdown(message.content),
+        "usage": (
+            {"prompt_tokens": message.prompt_tokens or 0, "completion_tokens": message.completion_tokens or 0}
+            if message.completion_tokens is not None
+            else None
+        ),
+    }
+    if message.error_code:
+        done["error"] = {"code": message.error_code, "message": message.error_message, "retryable": True}
+    return done

@@ -1,0 +1,88 @@
+"""Server-rendered chat pages. Streaming happens over the socket; these render what is stored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from conversations.models import Conversation
+from conversations.selectors import (
+    branch_messages,
+    conversation_get_for_user,
+    conversations_for_user,
+    message_payload,
+)
+from conversations.services.messages import TurnRejected, conversation_delete, conversation_rename
+
+
+def _conversation_or_404(request: HttpRequest, conversation_id: str) -> Conversation:
+    conversation = conversation_get_for_user(user=request.user, conversation_id=conversation_id)
+    if conversation is None:
+        raise Http404("No such conversation.")
+    return conversation
+
+
+def _page_context(request: HttpRequest, conversation: Conversation | None) -> dict[str, Any]:
+    messages = branch_messages(conversation=conversation) if conversation else []
+    payloads = [message_payload(m) for m in messages]
+    return {
+        "conversations": conversations_for_user(user=request.user).filter(archived=False)[:200],
+        "conversation": conversation,
+        "messages": payloads,
+        "chat_config": {
+            "conversationId": str(conversation.pk) if conversation else None,
+            "socketPath": "/ws/chat/",
+            "maxMessageChars": settings.CHAT_MAX_MESSAGE_CHARS,
+            "streaming": [
+                {"messageId": p["id"], "seq": p["seq"]} for p in payloads if p["status"] == "streaming"
+            ],
+        },
+    }
+
+
+@login_required
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    return render(request, "chat/chat.html", _page_context(request, None))
+
+
+@login_required
+@require_GET
+def conversation_detail(request: HttpRequest, conversation_id: str) -> HttpResponse:
+    conversation = _conversation_or_404(request, conversation_id)
+    return render(request, "chat/chat.html", _page_context(request, conversation))
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+@login_required
+@require_POST
+def conversation_rename_view(request: HttpRequest, conversation_id: str) -> HttpResponse:
+    conversation = _conversation_or_404(request, conversation_id)
+    try:
+        conversation_rename(conversation=conversation, title=request.POST.get("title", ""))
+    except TurnRejected as exc:
+        if _wants_json(request):
+            return JsonResponse({"error": {"code": exc.code, "message": exc.message}}, status=400)
+        return redirect("conversation-detail", conversation_id=conversation.pk)
+    if _wants_json(request):
+        return JsonResponse({"id": str(conversation.pk), "title": conversation.title})
+    return redirect("conversation-detail", conversation_id=conversation.pk)
+
+
+@login_required
+@require_POST
+def conversation_delete_view(request: HttpRequest, conversation_id: str) -> HttpResponse:
+    conversation = _conversation_or_404(request, conversation_id)
+    conversation_delete(conversation=conversation)
+    if _wants_json(request):
+        return JsonResponse({"deleted": str(conversation.pk)})
+    return HttpResponseRedirect(reverse("chat-home"))

@@ -1,0 +1,152 @@
+"""Shared fixtures: real PostgreSQL (pgvector), real Redis channel layer, the offline model."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import channel_layers
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.test import Client
+
+from bench.fake_upstream import FakeUpstream
+from chatproject.llm.config import configured_models
+
+# One key prefix per test run, so parallel runs (and a dev server) on the same Redis never cross.
+settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"test-{uuid.uuid4().hex[:8]}"
+# Generations write from a thread pool; persistent connections there would outlive the test database.
+settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+
+@pytest.fixture(autouse=True)
+def _fast_offline_model(settings: Any) -> Iterator[None]:
+    settings.OFFLINE_TOKEN_DELAY = 0.002
+    settings.OFFLINE_FIRST_TOKEN_DELAY = 0.0
+    settings.CHAT_SNAPSHOT_TIMEOUT = 0.5
+    configured_models.cache_clear()
+    yield
+    configured_models.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_channel_layer() -> Iterator[None]:
+    """Each test runs on its own event loop; a layer bound to a closed loop cannot be reused."""
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
+@pytest.fixture
+def long_replies(settings: Any) -> None:
+    """Replies of 300 pieces at 10 ms: long enough to stop, drop and resume mid-stream."""
+    settings.OFFLINE_PAD_TO_MAX = True
+    settings.OFFLINE_MAX_WORDS = 300
+    settings.OFFLINE_TOKEN_DELAY = 0.01
+
+
+@pytest.fixture(scope="session")
+def fake_upstream() -> Iterator[FakeUpstream]:
+    with FakeUpstream() as server:
+        yield server
+
+
+@pytest.fixture
+def upstream_model(settings: Any, fake_upstream: FakeUpstream) -> FakeUpstream:
+    """Point the default model at the fake OpenAI-compatible server over real HTTP."""
+    fake_upstream.reset()
+    settings.LLM_MODEL = "fake"
+    settings.LLM_MODELS = [
+        {"name": "fake", "model": "openai/fake-model", "api_base": fake_upstream.url, "api_key": "test-key"}
+    ]
+    configured_models.cache_clear()
+    return fake_upstream
+
+
+def make_user(username: str = "alice") -> User:
+    return User.objects.create_user(username=username, password="correct horse battery staple")
+
+
+@pytest.fixture
+def user(db: None) -> User:
+    return make_user("alice")
+
+
+@pytest.fixture
+def other_user(db: None) -> User:
+    return make_user("mallory")
+
+
+def session_cookie_for(user: User) -> str:
+    client = Client()
+    client.force_login(user)
+    return client.cookies[settings.SESSION_COOKIE_NAME].value
+
+
+class Socket:
+    """A WebsocketCommunicator on the real ASGI application, speaking JSON frames."""
+
+    def __init__(self, communicator: WebsocketCommunicator) -> None:
+        self.communicator = communicator
+
+    async def send(self, frame: dict[str, Any] | str) -> None:
+        text = frame if isinstance(frame, str) else json.dumps(frame)
+        await self.communicator.send_to(text_data=text)
+
+    async def receive(self, timeout: float = 10.0) -> dict[str, Any]:
+        frame: dict[str, Any] = json.loads(await self.communicator.receive_from(timeout=timeout))
+        return frame
+
+    async def receive_until(self, predicate: Any, timeout: float = 20.0) -> list[dict[str, Any]]:
+        """Every frame up to and including the first one matching predicate."""
+        frames: list[dict[str, Any]] = []
+        while True:
+            frame = await self.receive(timeout=timeout)
+            frames.append(frame)
+            if predicate(frame):
+                return frames
+
+    async def nothing_pending(self) -> bool:
+        return await self.communicator.receive_nothing(timeout=0.05)
+
+    async def close(self) -> None:
+        await self.communicator.disconnect()
+
+
+async def open_socket(user: User | None) -> Socket:
+    from chatproject.asgi import application
+
+    headers = [(b"origin", b"http://testserver"), (b"host", b"testserver")]
+    if user is not None:
+        cookie = await sync_to_async(session_cookie_for)(user)
+        headers.append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode()))
+    communicator = WebsocketCommunicator(application, "/ws/chat/", headers=headers)
+    connected, _ = await communicator.connect(timeout=10)
+    assert connected
+    return Socket(communicator)
+
+
+@pytest.fixture
+async def socket(user: User) -> AsyncIterator[Socket]:
+    sock = await open_socket(user)
+    yield sock
+    await sock.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _release_worker_connections(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """Async code reaches the database from executor threads whose connections outlive the tests;
+    end them so the test database can be dropped."""
+    yield
+    from django.db import connection
+
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
