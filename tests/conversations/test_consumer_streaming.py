@@ -193,3 +193,20 @@ async def test_a_reply_streams_from_an_openai_compatible_server(socket: Socket, 
     sent = upstream_model.last_request()
     assert sent["messages"][-1] == {"role": "user", "content": "over http"}
     assert sent["messages"][0]["role"] == "system"
+
+
+async def test_stop_closes_the_upstream_request(socket: Socket, settings: Any, upstream_model: Any) -> None:
+    settings.LLM_MODELS[0]["extra_headers"] = {"x-fake-tokens": "2000", "x-fake-token-delay-ms": "5"}
+    from chatproject.llm.config import configured_models
+
+    configured_models.cache_clear()
+    _, created = await start_turn(socket, "go on forever")
+    await socket.receive_until(lambda f: f["type"] == "delta")
+    await socket.send(
+        {"type": "stop", "conversation_id": created["conversation_id"], "message_id": created["message"]["id"]}
+    )
+    done = (await socket.receive_until(is_done))[-1]
+    assert done["status"] == "stopped"
+    stats = await upstream_model.wait_for_async(lambda s: s["client_disconnects"] >= 1, timeout=10)
+    assert stats["streams_completed"] == 0
+    assert done["content"].startswith("tok0 ") and len(done["content"].split()) < 2000
