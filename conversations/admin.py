@@ -38,7 +38,16 @@ class ConversationAdmin(admin.ModelAdmin):
 
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
-    list_display = ("id", "conversation_link", "role", "status_badge", "model", "completion_tokens", "ttft_ms", "created_at")
+    list_display = (
+        "id",
+        "conversation_link",
+        "role",
+        "status_badge",
+        "model",
+        "completion_tokens",
+        "ttft_ms",
+        "created_at",
+    )
     list_filter = ("role", "status", "model")
     list_select_related = ("conversation",)
     search_fields = ("content", "conversation__title", "conversation__owner__username")
@@ -59,7 +68,17 @@ class MessageAdmin(admin.ModelAdmin):
 
 @admin.register(UsageRecord)
 class UsageRecordAdmin(admin.ModelAdmin):
-    list_display = ("created_at", "user", "purpose", "model", "prompt_tokens", "completion_tokens", "cost", "latency_ms", "ok")
+    list_display = (
+        "created_at",
+        "user",
+        "purpose",
+        "model",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost",
+        "latency_ms",
+        "ok",
+    )
     list_filter = ("purpose", "model", "ok")
     list_select_related = ("user",)
     search_fields = ("user__username", "model")

@@ -81,7 +81,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send_json(error_event(exc.code, exc.message, retryable=exc.retryable))
         except Exception:
             logger.exception("chat socket frame failed")
-            await self.send_json(error_event("internal", "Something went wrong on the server. Try again.", retryable=True))
+            await self.send_json(
+                error_event("internal", "Something went wrong on the server. Try again.", retryable=True)
+            )
 
     def _parse(self, text_data: str | None, bytes_data: bytes | None) -> dict[str, Any]:
         if text_data is None:
@@ -93,7 +95,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except ValueError:
             raise ClientError("invalid_json", "That frame is not valid JSON.") from None
         if not isinstance(event, dict) or not isinstance(event.get("type"), str):
-            raise ClientError("invalid_event", "Frames are JSON objects with a string \"type\".")
+            raise ClientError("invalid_event", 'Frames are JSON objects with a string "type".')
         if event["type"] not in CLIENT_EVENT_TYPES:
             raise ClientError("unknown_type", f"Unknown event type {event['type'][:40]!r}.")
         return event
@@ -119,7 +121,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def on_subscribe(self, event: dict[str, Any]) -> None:
         conversation = await self._authorized(event.get("conversation_id"))
         await self._watch(str(conversation.pk))
-        await self.send_json({"type": "subscribed", "conversation_id": str(conversation.pk), "title": conversation.title})
+        await self.send_json(
+            {"type": "subscribed", "conversation_id": str(conversation.pk), "title": conversation.title}
+        )
 
     async def on_send(self, event: dict[str, Any]) -> None:
         conversation_id = event.get("conversation_id")
@@ -248,4 +252,3 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def send_json(self, content: dict[str, Any] | ErrorEvent | SnapshotEvent | DoneEvent) -> None:
         await self.send(text_data=json.dumps(content))
-

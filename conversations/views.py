@@ -39,9 +39,7 @@ def _page_context(request: HttpRequest, conversation: Conversation | None) -> di
             "conversationId": str(conversation.pk) if conversation else None,
             "socketPath": "/ws/chat/",
             "maxMessageChars": settings.CHAT_MAX_MESSAGE_CHARS,
-            "streaming": [
-                {"messageId": p["id"], "seq": p["seq"]} for p in payloads if p["status"] == "streaming"
-            ],
+            "streaming": [{"messageId": p["id"], "seq": p["seq"]} for p in payloads if p["status"] == "streaming"],
         },
     }
 

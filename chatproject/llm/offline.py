@@ -51,8 +51,7 @@ def compose_reply(messages: list[dict[str, Any]]) -> str:
         "What I can tell you about this conversation:",
         f"- it has {turns} message{'s' if turns != 1 else ''} from you so far;",
         f"- your latest message has {len(text)} characters;",
-        "- the longest word in it is "
-        f"`{max(words, key=len) if words else '(none)'}`.",
+        f"- the longest word in it is `{max(words, key=len) if words else '(none)'}`.",
         "",
         "To get real answers, set `LLM_MODEL` (and a key or `LLM_API_BASE`) as the README explains.",
     ]
@@ -102,7 +101,7 @@ class OfflineLLM(CustomLLM):
     def completion(self, *args: Any, **kwargs: Any) -> ModelResponse:
         return self._response(kwargs["messages"], kwargs["model"], kwargs["model_response"])
 
-    async def acompletion(self, *args: Any, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
+    async def acompletion(self, *args: Any, **kwargs: Any) -> ModelResponse:
         return self._response(kwargs["messages"], kwargs["model"], kwargs["model_response"])
 
     def streaming(self, *args: Any, **kwargs: Any) -> Iterator[GenericStreamingChunk]:
@@ -129,10 +128,19 @@ class OfflineLLM(CustomLLM):
     def _response(self, messages: list[dict[str, Any]], model: str, response: ModelResponse) -> ModelResponse:
         reply = compose_reply(messages)
         usage = _usage(messages, reply)
-        response.choices[0].message.content = reply  # type: ignore[union-attr]
+        response.choices[0].message.content = reply
         response.choices[0].finish_reason = "stop"
         response.model = model
-        response.usage = LitellmUsage(**usage)  # type: ignore[attr-defined]
+        # ModelResponse declares usage only dynamically; setattr keeps the type checker honest.
+        setattr(  # noqa: B010
+            response,
+            "usage",
+            LitellmUsage(
+                prompt_tokens=usage["prompt_tokens"],
+                completion_tokens=usage["completion_tokens"],
+                total_tokens=usage["total_tokens"],
+            ),
+        )
         return response
 
 

@@ -16,7 +16,7 @@ from conversations.models import Conversation, Message, UsageRecord
 from conversations.selectors import branch_messages
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.models import User
 
 DEFAULT_TITLE = "New chat"
 TITLE_LENGTH = 60
@@ -44,7 +44,7 @@ class TurnStart:
     created_conversation: bool
 
 
-def conversation_create(*, owner: AbstractBaseUser, title: str = DEFAULT_TITLE, model: str = "") -> Conversation:
+def conversation_create(*, owner: User, title: str = DEFAULT_TITLE, model: str = "") -> Conversation:
     return Conversation.objects.create(owner=owner, title=title[:200] or DEFAULT_TITLE, model=model)
 
 
@@ -73,13 +73,13 @@ def validate_content(content: object) -> str:
         raise TurnRejected("empty_message", "Type a message before sending.")
     limit = int(settings.CHAT_MAX_MESSAGE_CHARS)
     if len(content) > limit:
-        raise TurnRejected(
-            "message_too_long", f"That message is {len(content):,} characters; the limit is {limit:,}."
-        )
+        raise TurnRejected("message_too_long", f"That message is {len(content):,} characters; the limit is {limit:,}.")
     return content
 
 
-def _locked_conversation(user: AbstractBaseUser, conversation_id: str | None, content: str) -> tuple[Conversation, bool]:
+def _locked_conversation(
+    user: User, conversation_id: str | None, content: str
+) -> tuple[Conversation, bool]:
     if conversation_id is None:
         return conversation_create(owner=user, title=title_from(content)), True
     try:
@@ -87,18 +87,14 @@ def _locked_conversation(user: AbstractBaseUser, conversation_id: str | None, co
     except ValueError:
         raise TurnRejected(*NOT_FOUND) from None
     conversation = (
-        Conversation.objects.select_for_update()
-        .filter(pk=key, owner_id=user.pk, deleted_at__isnull=True)
-        .first()
+        Conversation.objects.select_for_update().filter(pk=key, owner_id=user.pk, deleted_at__isnull=True).first()
     )
     if conversation is None:
         raise TurnRejected(*NOT_FOUND)
     return conversation, False
 
 
-def turn_start(
-    *, user: AbstractBaseUser, conversation_id: str | None, content: object, model: str
-) -> TurnStart:
+def turn_start(*, user: User, conversation_id: str | None, content: object, model: str) -> TurnStart:
     """Store the user's message and an empty assistant reply (status streaming), atomically.
 
     The conversation row is locked so two sends racing from two tabs cannot both start a reply;
@@ -127,9 +123,7 @@ def turn_start(
                 conversation.title = title_from(text)
             conversation.save(update_fields=["active_leaf", "title", "updated_at"])
     except IntegrityError:
-        raise TurnRejected(
-            "busy", "A reply is still being written in this conversation. Stop it or wait."
-        ) from None
+        raise TurnRejected("busy", "A reply is still being written in this conversation. Stop it or wait.") from None
     return TurnStart(conversation, user_message, assistant, history, created)
 
 

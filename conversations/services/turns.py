@@ -38,7 +38,7 @@ from conversations.services.messages import Outcome, TurnStart, message_checkpoi
 from memory.context import BuiltContext, Turn, build_context
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.models import User
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def _context_for(start: TurnStart, model: str) -> BuiltContext:
     )
 
 
-def turn_prepare(*, user: AbstractBaseUser, conversation_id: str | None, content: object) -> PreparedTurn:
+def turn_prepare(*, user: User, conversation_id: str | None, content: object) -> PreparedTurn:
     """Synchronous part of a turn: validate, store both messages, build the prompt."""
     model = default_model().name
     start = turn_start(user=user, conversation_id=conversation_id, content=content, model=model)
@@ -291,9 +291,7 @@ class Generation:
             "error_code": error["code"] if error else "",
             "error_message": error["message"] if error else "",
         }
-        done = await database_sync_to_async(_finalize_sync, thread_sensitive=False)(
-            self, outcome_args, self.usage
-        )
+        done = await database_sync_to_async(_finalize_sync, thread_sensitive=False)(self, outcome_args, self.usage)
         if error:
             done["error"] = error
         await publish(self.conversation_id, done)

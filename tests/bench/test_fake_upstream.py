@@ -135,7 +135,8 @@ async def test_fail_after_breaks_stream_after_exact_token_count(fake: FakeUpstre
         model="fake-model", messages=MESSAGES, stream=True, extra_headers={"x-fake-fail-after": "3"}
     )
     received: list[str] = []
-    with pytest.raises((httpx.HTTPError, openai.APIError)):
+    # openai wraps the broken chunked body in APIConnectionError.
+    with pytest.raises(openai.APIConnectionError):
         async for chunk in stream:
             received.append(chunk.choices[0].delta.content or "")
 
@@ -268,6 +269,19 @@ async def test_litellm_streams_every_token_in_order(fake: FakeUpstream) -> None:
 
     assert "".join(pieces) == expected_content(50)
     await fake.wait_for_async(lambda s: s["streams_completed"] == 1)
+
+
+async def test_litellm_mid_stream_failure_raises_after_exact_token_count(fake: FakeUpstream) -> None:
+    from litellm.exceptions import MidStreamFallbackError  # slow import, see above
+
+    response = await _litellm_stream(fake, {"fake": {"fail_after": 3}})
+    pieces: list[str] = []
+    with pytest.raises(MidStreamFallbackError):
+        async for chunk in response:
+            pieces.extend(choice.delta.content or "" for choice in chunk.choices)
+
+    assert "".join(pieces) == expected_content(3)
+    await fake.wait_for_async(lambda s: s["streams_aborted"] == 1)
 
 
 async def test_litellm_aclose_on_abandoned_stream_disconnects_upstream(fake: FakeUpstream) -> None:

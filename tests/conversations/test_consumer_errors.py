@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from conversations.models import Conversation, Message
 from conversations.tasks import reap_interrupted
-from tests.conftest import Socket, open_socket
+from tests.conftest import Socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,7 +27,9 @@ def row_counts() -> tuple[int, int]:
 def conversation_of(owner: Any, title: str = "Private") -> Conversation:
     conversation = Conversation.objects.create(owner=owner, title=title)
     question = Message.objects.create(conversation=conversation, role="user", content="secret question")
-    answer = Message.objects.create(conversation=conversation, parent=question, role="assistant", content="secret answer")
+    answer = Message.objects.create(
+        conversation=conversation, parent=question, role="assistant", content="secret answer"
+    )
     conversation.active_leaf = answer
     conversation.save()
     return conversation
@@ -102,7 +104,9 @@ async def test_a_message_from_another_conversation_is_refused(socket: Socket, us
 
 async def test_a_send_while_a_reply_streams_is_refused(socket: Socket, long_replies: None) -> None:
     await socket.send({"type": "send", "content": "first"})
-    created = await socket.receive_until(lambda f: f["type"] == "message.created" and f["message"]["role"] == "assistant")
+    created = await socket.receive_until(
+        lambda f: f["type"] == "message.created" and f["message"]["role"] == "assistant"
+    )
     conversation_id = created[-1]["conversation_id"]
     before = await row_counts()
     await socket.send({"type": "send", "conversation_id": conversation_id, "content": "second"})

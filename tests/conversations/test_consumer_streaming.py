@@ -103,7 +103,9 @@ async def test_stop_keeps_the_partial_text(socket: Socket, long_replies: None) -
     assert local_generation(message_id) is None
 
 
-async def test_the_reply_keeps_going_when_its_socket_closes_and_resume_has_no_gap(user: Any, long_replies: None) -> None:
+async def test_the_reply_keeps_going_when_its_socket_closes_and_resume_has_no_gap(
+    user: Any, long_replies: None
+) -> None:
     first_socket = await open_socket(user)
     _, created = await start_turn(first_socket, "a long answer please")
     message_id, conversation_id = created["message"]["id"], created["conversation_id"]
@@ -134,7 +136,12 @@ async def test_resume_of_a_finished_reply_sends_its_final_state(socket: Socket) 
     _, created = await start_turn(socket, "short")
     done = (await socket.receive_until(is_done))[-1]
     await socket.send(
-        {"type": "resume", "conversation_id": created["conversation_id"], "message_id": done["message_id"], "last_seq": 0}
+        {
+            "type": "resume",
+            "conversation_id": created["conversation_id"],
+            "message_id": done["message_id"],
+            "last_seq": 0,
+        }
     )
     snapshot = await socket.receive()
     final = await socket.receive()

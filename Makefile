@@ -1,0 +1,46 @@
+# Developer entry points. Everything runs from the repo's own venv; nothing needs activating.
+#   make run    the product on http://127.0.0.1:8000/ (embedded PostgreSQL/Redis if none answer)
+#   make test   the test suite (what CI runs)
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# Touched after a successful install, so pip runs only when requirements.txt changes.
+STAMP := $(VENV)/.installed
+
+# Keep litellm and Hugging Face libraries from reaching for the network (DESIGN.md §8).
+export LITELLM_LOCAL_MODEL_COST_MAP := True
+export LITELLM_OFFLINE_MODE := true
+export HF_HUB_OFFLINE := 1
+
+.PHONY: venv run test lint bench clean
+
+venv: $(STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Order-only on $(PY): a new interpreter alone must not force a reinstall, a missing stamp does.
+$(STAMP): requirements.txt | $(PY)
+	$(PY) -m pip install -r requirements.txt
+	touch $@
+
+run: venv
+	$(PY) scripts/devrun.py
+
+test: venv
+	$(PY) -m pytest
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy .
+
+bench: venv
+	$(PY) -m bench.first_delta
+
+# var/ holds the embedded PostgreSQL/Redis data; deleting it under a running `make run` would
+# corrupt the live server, so refuse while devrun holds its lock.
+clean:
+	@if [ -f var/devrun.lock ] && ! flock -n var/devrun.lock true; then \
+		echo "make run is still running; stop it (Ctrl-C) first" >&2; exit 1; fi
+	rm -rf var/

@@ -1,0 +1,729 @@
+// Parley chat page: one WebSocket per tab (docs/protocol.md), no framework, no build step.
+//
+// Streamed text is only ever added as text nodes. The one place HTML is inserted is the `html`
+// field of a `done` frame, which the server renders from Markdown and sanitises (nh3).
+
+const configEl = document.getElementById("chat-config");
+const config = configEl ? JSON.parse(configEl.textContent) : null;
+
+const RECONNECT_MIN_MS = 500;
+const RECONNECT_MAX_MS = 10000;
+const HEARTBEAT_MS = 20000;
+const STALE_SOCKET_MS = 50000;
+const RESUME_RETRY_MS = 4000;
+const STICK_THRESHOLD_PX = 80;
+const TITLE_LENGTH = 60;
+
+const NOTES = {
+  stopped: "Stopped",
+  interrupted: "Interrupted — the server restarted",
+  blocked: "Blocked by the content filter",
+};
+
+const $ = (selector, root = document) => root.querySelector(selector);
+
+const app = $(".app");
+const thread = $("#main");
+const list = $("#messages");
+const emptyState = $("#empty-state");
+const form = $("#composer");
+const input = $("#composer-input");
+const sendBtn = $('[data-testid="send"]');
+const stopBtn = $('[data-testid="stop"]');
+const charCount = $("#char-count");
+const banner = $("#error-banner");
+const connection = $('[data-testid="connection"]');
+const jumpBtn = $('[data-action="jump"]');
+const sidebarList = $("#conversation-list");
+const sidebarEmpty = $("#conversation-empty");
+const titleEl = $("#conversation-title");
+const homeUrl = $('[data-testid="new-chat"]')?.getAttribute("href") || "/";
+const siteName = document.title.split(" · ").pop();
+const ZERO_UUID = "00000000-0000-0000-0000-000000000000";
+
+let conversationId = config?.conversationId || null;
+const maxChars = Number(config?.maxMessageChars) || 32000;
+
+/** Messages on screen by id: {el, body, role, status, seq, model, resumeAt}. */
+const messages = new Map();
+/** Optimistic user messages by client_id: {el, content, frame, sent}. */
+const pendingSends = new Map();
+/** The assistant message of this conversation that is streaming, if any. */
+let streamingId = null;
+
+// --- small helpers ----------------------------------------------------------------------------
+
+function randomId() {
+  const bytes = new Uint8Array(12);
+  crypto.getRandomValues(bytes);
+  return "c-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function titleFrom(text) {
+  const flat = text.split(/\s+/).filter(Boolean).join(" ");
+  return flat.length <= TITLE_LENGTH ? flat : flat.slice(0, TITLE_LENGTH - 1).trimEnd() + "…";
+}
+
+function urlFor(kind, id) {
+  const pattern = sidebarList?.dataset[kind + "Url"] || `/c/${ZERO_UUID}/`;
+  return pattern.replace(ZERO_UUID, id);
+}
+
+function csrfToken() {
+  return $('meta[name="csrf-token"]')?.content || "";
+}
+
+function formatNumber(n) {
+  return Number(n).toLocaleString("en-US");
+}
+
+// --- scrolling --------------------------------------------------------------------------------
+
+let stickToBottom = true;
+
+function atBottom() {
+  return thread.scrollHeight - thread.scrollTop - thread.clientHeight < STICK_THRESHOLD_PX;
+}
+
+function scrollToBottom(force = false) {
+  if (force) stickToBottom = true;
+  if (stickToBottom) thread.scrollTop = thread.scrollHeight;
+  jumpBtn.hidden = stickToBottom;
+}
+
+thread.addEventListener("scroll", () => {
+  stickToBottom = atBottom();
+  jumpBtn.hidden = stickToBottom;
+}, { passive: true });
+
+jumpBtn.addEventListener("click", () => scrollToBottom(true));
+
+// --- error banner -----------------------------------------------------------------------------
+
+function showError(text) {
+  $(".banner-text", banner).textContent = text;
+  banner.hidden = false;
+}
+
+function hideError() {
+  banner.hidden = true;
+}
+
+// --- messages ---------------------------------------------------------------------------------
+
+function register(el) {
+  const id = Number(el.dataset.messageId);
+  const entry = {
+    el,
+    body: $('[data-testid="message-body"]', el),
+    role: el.dataset.role,
+    status: el.dataset.status,
+    seq: Number(el.dataset.seq) || 0,
+    resumeAt: 0,
+  };
+  messages.set(id, entry);
+  return entry;
+}
+
+function setNote(entry, text) {
+  const note = $('[data-testid="message-note"]', entry.el);
+  note.textContent = text || "";
+  note.hidden = !text;
+  note.className = "message-note" + (text ? ` note-${entry.el.dataset.status}` : "");
+}
+
+function setStatus(entry, status) {
+  entry.status = status;
+  entry.el.dataset.status = status;
+}
+
+function showMessages() {
+  if (emptyState) emptyState.hidden = true;
+}
+
+function appendUserMessage(content) {
+  const el = $("#tpl-message-user").content.firstElementChild.cloneNode(true);
+  $('[data-testid="message-body"]', el).textContent = content;
+  showMessages();
+  list.append(el);
+  return el;
+}
+
+function appendAssistantMessage(payload) {
+  const el = $("#tpl-message-assistant").content.firstElementChild.cloneNode(true);
+  el.dataset.messageId = String(payload.id);
+  el.dataset.seq = String(payload.seq || 0);
+  $(".meta-model", el).textContent = payload.model || "";
+  showMessages();
+  list.append(el);
+  const entry = register(el);
+  setStatus(entry, payload.status || "streaming");
+  if (payload.content) entry.body.textContent = payload.content;
+  if (entry.status === "streaming") {
+    streamingId = payload.id;
+    updateComposer();
+  }
+  return entry;
+}
+
+function assistantEntry(messageId) {
+  return messages.get(messageId) || appendAssistantMessage({ id: messageId, status: "streaming", seq: 0 });
+}
+
+function requestResume(messageId, entry) {
+  entry.resumeAt = Date.now();
+  send({ type: "resume", conversation_id: conversationId, message_id: messageId, last_seq: entry.seq });
+}
+
+/** Code blocks get a language label (CSS, from data-lang) and an icon-only copy button. */
+function enhance(body) {
+  for (const pre of body.querySelectorAll("pre")) {
+    if (pre.parentElement.classList.contains("code-block")) continue;
+    const wrap = document.createElement("div");
+    wrap.className = "code-block";
+    const lang = (pre.querySelector("code")?.className.match(/language-([\w+#.-]+)/) || [])[1];
+    wrap.dataset.lang = lang || "code";
+    const copy = document.createElement("button");
+    copy.type = "button";
+    copy.className = "code-copy";
+    copy.dataset.action = "copy-code";
+    copy.setAttribute("aria-label", "Copy code");
+    copy.title = "Copy code";
+    copy.innerHTML = '<svg viewBox="0 0 24 24" width="15" height="15" aria-hidden="true"><rect x="9" y="9" width="11" height="11" rx="2" fill="none" stroke="currentColor" stroke-width="1.8"/><path d="M5 15V6a2 2 0 0 1 2-2h8" fill="none" stroke="currentColor" stroke-width="1.8" stroke-linecap="round"/></svg>';
+    pre.replaceWith(wrap);
+    wrap.append(copy, pre);
+  }
+}
+
+// --- the socket -------------------------------------------------------------------------------
+
+let socket = null;
+let attempts = 0;
+let everOpened = false;
+let reconnectTimer = null;
+let heartbeatTimer = null;
+let lastFrameAt = 0;
+
+function setConnection(state, label) {
+  connection.dataset.state = state;
+  const text = label || {
+    open: "Connected",
+    connecting: everOpened ? "Reconnecting…" : "Connecting…",
+    closed: "Disconnected",
+  }[state];
+  $(".connection-label", connection).textContent = text;
+}
+
+function send(frame) {
+  if (!socket || socket.readyState !== WebSocket.OPEN) return false;
+  socket.send(JSON.stringify(frame));
+  return true;
+}
+
+function connect() {
+  clearTimeout(reconnectTimer);
+  reconnectTimer = null;
+  setConnection(navigator.onLine === false ? "closed" : "connecting", navigator.onLine === false ? "Offline" : "");
+  const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+  let ws;
+  try {
+    ws = new WebSocket(scheme + location.host + config.socketPath);
+  } catch {
+    scheduleReconnect();
+    return;
+  }
+  socket = ws;
+  ws.addEventListener("open", () => {
+    if (socket !== ws) return;
+    attempts = 0;
+    everOpened = true;
+    lastFrameAt = Date.now();
+    setConnection("open");
+    onOpen();
+  });
+  ws.addEventListener("message", (event) => {
+    if (socket !== ws) return;
+    lastFrameAt = Date.now();
+    let frame;
+    try {
+      frame = JSON.parse(event.data);
+    } catch {
+      return;
+    }
+    if (frame && typeof frame.type === "string") handleFrame(frame);
+  });
+  ws.addEventListener("close", (event) => {
+    if (socket !== ws) return;
+    socket = null;
+    onClose(event.code);
+  });
+}
+
+function onOpen() {
+  if (conversationId) {
+    send({ type: "subscribe", conversation_id: conversationId });
+    for (const [id, entry] of messages) {
+      if (entry.role === "assistant" && entry.status === "streaming") requestResume(id, entry);
+    }
+  }
+  for (const pending of pendingSends.values()) {
+    if (!pending.sent) pending.sent = send(pending.frame);
+  }
+  clearInterval(heartbeatTimer);
+  heartbeatTimer = setInterval(heartbeat, HEARTBEAT_MS);
+}
+
+function heartbeat() {
+  if (!socket) return;
+  if (Date.now() - lastFrameAt > STALE_SOCKET_MS) {
+    dropSocket();
+    return;
+  }
+  send({ type: "ping" });
+}
+
+/** Give up on a socket that went quiet: forget it now instead of waiting for TCP to notice. */
+function dropSocket() {
+  const ws = socket;
+  socket = null;
+  try {
+    ws?.close();
+  } catch {
+    // already closing
+  }
+  onClose(1006);
+}
+
+function onClose(code) {
+  clearInterval(heartbeatTimer);
+  // A send that left on the dead socket without an answer may or may not have been stored.
+  for (const [clientId, pending] of pendingSends) {
+    if (!pending.sent) continue;
+    pendingSends.delete(clientId);
+    failSend(pending, "the connection dropped before the server confirmed it. Reload to check, or send it again.");
+  }
+  updateComposer();
+  if (code === 4401) {
+    setConnection("closed", "Signed out");
+    showError("Your session has ended. Reload the page to sign in again.");
+    return;
+  }
+  scheduleReconnect();
+}
+
+function scheduleReconnect() {
+  if (reconnectTimer) return;
+  setConnection(navigator.onLine === false ? "closed" : "connecting", navigator.onLine === false ? "Offline" : "");
+  const ceiling = Math.min(RECONNECT_MAX_MS, RECONNECT_MIN_MS * 2 ** attempts);
+  const delay = Math.max(RECONNECT_MIN_MS, ceiling / 2 + Math.random() * (ceiling / 2));
+  attempts += 1;
+  if (attempts === 4 && !everOpened) checkSession();
+  reconnectTimer = setTimeout(connect, delay);
+}
+
+/** An unauthenticated socket is refused at the handshake, which a browser cannot tell from a
+ * network error: after a few failures, ask the page itself whether we are still signed in. */
+async function checkSession() {
+  try {
+    const response = await fetch(location.pathname, { redirect: "manual", credentials: "same-origin" });
+    if (response.type === "opaqueredirect") {
+      clearTimeout(reconnectTimer);
+      reconnectTimer = null;
+      setConnection("closed", "Signed out");
+      showError("Your session has ended. Reload the page to sign in again.");
+    }
+  } catch {
+    // offline: keep retrying
+  }
+}
+
+function reconnectNow() {
+  if (socket || !config) return;
+  attempts = 0;
+  connect();
+}
+
+window.addEventListener("online", reconnectNow);
+window.addEventListener("offline", () => {
+  if (!socket) setConnection("closed", "Offline");
+});
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "visible") reconnectNow();
+});
+
+// --- frames from the server -------------------------------------------------------------------
+
+function handleFrame(frame) {
+  switch (frame.type) {
+    case "message.created":
+      return onMessageCreated(frame);
+    case "delta":
+      return onDelta(frame);
+    case "snapshot":
+      return onSnapshot(frame);
+    case "done":
+      return onDone(frame);
+    case "error":
+      return onError(frame);
+    case "subscribed":
+      if (frame.conversation_id === conversationId) setTitle(frame.conversation_id, frame.title);
+      return undefined;
+    default:
+      return undefined; // pong and anything newer than this client
+  }
+}
+
+function onMessageCreated(frame) {
+  const message = frame.message;
+  if (!message) return;
+  const pending = frame.client_id ? pendingSends.get(frame.client_id) : undefined;
+  if (!conversationId && pending) adoptConversation(frame.conversation_id, pending.content);
+  bumpConversation(frame.conversation_id);
+  if (frame.conversation_id !== conversationId || messages.has(message.id)) return;
+
+  if (message.role === "user") {
+    const el = pending ? pending.el : appendUserMessage(message.content);
+    if (pending) pendingSends.delete(frame.client_id);
+    el.dataset.messageId = String(message.id);
+    el.dataset.seq = String(message.seq || 0);
+    setStatus(register(el), message.status || "complete");
+    updateComposer();
+  } else if (message.role === "assistant") {
+    appendAssistantMessage(message);
+  }
+  scrollToBottom();
+}
+
+function onDelta(frame) {
+  if (frame.conversation_id !== conversationId) return;
+  const entry = assistantEntry(frame.message_id);
+  if (entry.status !== "streaming" || frame.seq <= entry.seq) return; // finished, or a duplicate
+  if (frame.seq === entry.seq + 1) {
+    entry.body.append(document.createTextNode(frame.text));
+    entry.seq = frame.seq;
+    entry.el.dataset.seq = String(frame.seq);
+    scrollToBottom();
+  } else if (Date.now() - entry.resumeAt > RESUME_RETRY_MS) {
+    requestResume(frame.message_id, entry); // a gap: ask for the text from where we are
+  }
+}
+
+function onSnapshot(frame) {
+  if (frame.conversation_id !== conversationId) return;
+  const entry = assistantEntry(frame.message_id);
+  entry.resumeAt = 0;
+  if (entry.status !== "streaming" || frame.seq < entry.seq) return; // `done` carries the rest
+  entry.body.textContent = frame.content;
+  entry.seq = frame.seq;
+  entry.el.dataset.seq = String(frame.seq);
+  scrollToBottom();
+}
+
+function onDone(frame) {
+  bumpConversation(frame.conversation_id);
+  if (frame.conversation_id !== conversationId) return;
+  const entry = assistantEntry(frame.message_id);
+  entry.body.classList.remove("is-streaming");
+  entry.body.classList.add("markdown");
+  entry.body.innerHTML = frame.html || ""; // server-rendered and sanitised; the only innerHTML
+  enhance(entry.body);
+  entry.seq = frame.seq;
+  entry.el.dataset.seq = String(frame.seq);
+  setStatus(entry, frame.status);
+  let note = NOTES[frame.status] || "";
+  if (frame.status === "failed") note = "Failed: " + (frame.error?.message || "the reply could not be completed");
+  setNote(entry, note);
+  if (frame.usage) {
+    const tokens = $(".meta-tokens", entry.el);
+    tokens.textContent = `${formatNumber(frame.usage.completion_tokens)} tokens`;
+    tokens.title = `Prompt ${formatNumber(frame.usage.prompt_tokens)} · reply ${formatNumber(frame.usage.completion_tokens)}`;
+  }
+  if (streamingId === frame.message_id) streamingId = null;
+  updateComposer();
+  scrollToBottom();
+}
+
+function onError(frame) {
+  const pending = frame.client_id ? pendingSends.get(frame.client_id) : undefined;
+  if (pending) {
+    pendingSends.delete(frame.client_id);
+    failSend(pending, frame.message);
+  }
+  if (frame.code === "message_not_found" && frame.message_id === streamingId) {
+    streamingId = null;
+  }
+  updateComposer();
+  showError(frame.message || "Something went wrong.");
+}
+
+function failSend(pending, reason) {
+  pending.el.dataset.status = "failed";
+  const note = $('[data-testid="message-note"]', pending.el);
+  note.textContent = "Not sent: " + reason;
+  note.className = "message-note note-failed";
+  note.hidden = false;
+  if (!input.value.trim()) {
+    input.value = pending.content;
+    autosize();
+  }
+}
+
+// --- the sidebar ------------------------------------------------------------------------------
+
+function sidebarItem(id) {
+  return sidebarList?.querySelector(`[data-conversation-id="${CSS.escape(id)}"]`) || null;
+}
+
+function adoptConversation(id, content) {
+  conversationId = id;
+  history.replaceState(null, "", urlFor("detail", id));
+  if (!sidebarItem(id)) {
+    const li = $("#tpl-conversation-item").content.firstElementChild.cloneNode(true);
+    li.dataset.conversationId = id;
+    $(".conversation-link", li).href = urlFor("detail", id);
+    $('[data-action="rename"]', li).dataset.url = urlFor("rename", id);
+    $('[data-action="delete"]', li).dataset.url = urlFor("delete", id);
+    sidebarList.prepend(li);
+    if (sidebarEmpty) sidebarEmpty.hidden = true;
+  }
+  for (const item of sidebarList.querySelectorAll(".conversation-item")) {
+    const active = item.dataset.conversationId === id;
+    item.classList.toggle("is-active", active);
+    const link = $(".conversation-link", item);
+    if (active) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  setTitle(id, titleFrom(content));
+  $(".suggestions")?.remove();
+}
+
+function bumpConversation(id) {
+  const item = id && sidebarItem(id);
+  if (item && item !== sidebarList.firstElementChild) sidebarList.prepend(item);
+}
+
+function setTitle(id, title) {
+  const item = sidebarItem(id);
+  if (item) {
+    $(".conversation-title", item).textContent = title;
+    $(".conversation-link", item).title = title;
+    $('[data-action="rename"]', item).setAttribute("aria-label", `Rename “${title}”`);
+    $('[data-action="delete"]', item).setAttribute("aria-label", `Delete “${title}”`);
+  }
+  if (id === conversationId) {
+    titleEl.textContent = title;
+    document.title = `${title} · ${siteName}`;
+  }
+}
+
+async function postAction(url, fields) {
+  const response = await fetch(url, {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { Accept: "application/json", "X-CSRFToken": csrfToken() },
+    body: new URLSearchParams(fields),
+  });
+  let payload = null;
+  try {
+    payload = await response.json();
+  } catch {
+    // a redirect to the login page, or an HTML error page
+  }
+  if (!response.ok || !payload) {
+    throw new Error(
+      payload?.error?.message ||
+        (response.redirected ? "Your session has ended. Reload the page to sign in again." : `The server answered ${response.status}. Try again.`),
+    );
+  }
+  return payload;
+}
+
+async function renameConversation(item, button) {
+  const current = $(".conversation-title", item).textContent.trim();
+  const title = window.prompt("Rename conversation", current);
+  if (title === null || !title.trim() || title.trim() === current) return;
+  try {
+    const result = await postAction(button.dataset.url, { title });
+    setTitle(item.dataset.conversationId, result.title);
+  } catch (error) {
+    showError(error.message);
+  }
+}
+
+async function deleteConversation(item, button) {
+  const title = $(".conversation-title", item).textContent.trim();
+  if (!window.confirm(`Delete “${title}”? This cannot be undone.`)) return;
+  try {
+    await postAction(button.dataset.url, {});
+  } catch (error) {
+    showError(error.message);
+    return;
+  }
+  const id = item.dataset.conversationId;
+  item.remove();
+  if (sidebarEmpty) sidebarEmpty.hidden = sidebarList.children.length > 0;
+  if (id === conversationId) window.location.assign(homeUrl);
+}
+
+sidebarList?.addEventListener("click", (event) => {
+  const button = event.target.closest("button[data-action]");
+  const item = button?.closest(".conversation-item");
+  if (!button || !item) return;
+  event.preventDefault();
+  if (button.dataset.action === "rename") renameConversation(item, button);
+  else if (button.dataset.action === "delete") deleteConversation(item, button);
+});
+
+function setSidebar(open) {
+  app.dataset.sidebar = open ? "open" : "closed";
+  $('[data-action="open-sidebar"]')?.setAttribute("aria-expanded", String(open));
+}
+
+document.addEventListener("click", (event) => {
+  const target = event.target.closest("[data-action]");
+  if (!target) return;
+  switch (target.dataset.action) {
+    case "open-sidebar":
+      return setSidebar(true);
+    case "close-sidebar":
+      return setSidebar(false);
+    case "dismiss-error":
+      return hideError();
+    case "copy":
+      return copyText(target, $('[data-testid="message-body"]', target.closest(".message")).innerText);
+    case "copy-code":
+      return copyText(target, $("pre", target.closest(".code-block")).innerText);
+    default:
+      return undefined;
+  }
+});
+
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && app.dataset.sidebar === "open") setSidebar(false);
+});
+
+async function copyText(button, text) {
+  try {
+    if (navigator.clipboard && window.isSecureContext) {
+      await navigator.clipboard.writeText(text);
+    } else {
+      const scratch = document.createElement("textarea");
+      scratch.value = text;
+      scratch.setAttribute("readonly", "");
+      scratch.style.position = "fixed";
+      scratch.style.opacity = "0";
+      document.body.append(scratch);
+      scratch.select();
+      document.execCommand("copy");
+      scratch.remove();
+    }
+    const label = button.classList.contains("meta-action") ? button.textContent : null;
+    button.classList.add("is-copied");
+    if (label !== null) button.textContent = "Copied";
+    setTimeout(() => {
+      button.classList.remove("is-copied");
+      if (label !== null) button.textContent = label;
+    }, 1500);
+  } catch {
+    showError("Could not copy to the clipboard.");
+  }
+}
+
+// --- the composer -----------------------------------------------------------------------------
+
+function autosize() {
+  input.style.height = "auto";
+  input.style.height = Math.min(input.scrollHeight, 240) + "px";
+  const length = input.value.length;
+  const near = length > maxChars * 0.8;
+  charCount.hidden = !near;
+  charCount.textContent = near ? `${formatNumber(length)} / ${formatNumber(maxChars)}` : "";
+  charCount.classList.toggle("is-over", length > maxChars);
+  updateComposer();
+}
+
+/** A send is on its way and not yet stored: the next one waits (it may need its conversation). */
+function awaitingServer() {
+  return pendingSends.size > 0;
+}
+
+function updateComposer() {
+  const streaming = streamingId !== null;
+  sendBtn.hidden = streaming;
+  stopBtn.hidden = !streaming;
+  if (!streaming) stopBtn.disabled = false;
+  sendBtn.disabled = awaitingServer() || !input.value.trim() || input.value.length > maxChars;
+}
+
+function submit() {
+  const content = input.value;
+  if (!content.trim()) {
+    input.focus();
+    return;
+  }
+  if (content.length > maxChars) {
+    showError(`That message is ${formatNumber(content.length)} characters; the limit is ${formatNumber(maxChars)}.`);
+    return;
+  }
+  if (streamingId !== null || awaitingServer()) return; // one reply at a time per conversation
+  hideError();
+  const clientId = randomId();
+  const frame = { type: "send", content, client_id: clientId };
+  if (conversationId) frame.conversation_id = conversationId;
+  const el = appendUserMessage(content);
+  const pending = { el, content, frame, sent: false };
+  pendingSends.set(clientId, pending);
+  pending.sent = send(frame); // otherwise it leaves as soon as the socket opens
+  input.value = "";
+  autosize();
+  scrollToBottom(true);
+}
+
+form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  submit();
+});
+
+input.addEventListener("input", autosize);
+input.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing && event.keyCode !== 229) {
+    event.preventDefault();
+    submit();
+  }
+});
+
+stopBtn.addEventListener("click", () => {
+  if (streamingId === null) return;
+  if (!send({ type: "stop", conversation_id: conversationId, message_id: streamingId })) return;
+  stopBtn.disabled = true;
+  // `done` re-enables it; if the reply's process is gone, let the user try again after a while.
+  setTimeout(() => {
+    stopBtn.disabled = false;
+  }, 5000);
+});
+
+for (const suggestion of document.querySelectorAll("[data-suggestion]")) {
+  suggestion.addEventListener("click", () => {
+    input.value = suggestion.dataset.suggestion;
+    autosize();
+    input.focus();
+  });
+}
+
+// --- start ------------------------------------------------------------------------------------
+
+if (config) {
+  for (const el of list.querySelectorAll(".message[data-message-id]")) {
+    const entry = register(el);
+    if (entry.role === "assistant" && entry.status !== "streaming") enhance(entry.body);
+  }
+  for (const item of config.streaming || []) {
+    const entry = messages.get(item.messageId);
+    if (!entry) continue;
+    entry.seq = Math.max(entry.seq, item.seq);
+    streamingId = item.messageId;
+  }
+  autosize();
+  scrollToBottom(true);
+  connect();
+}
