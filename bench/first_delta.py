@@ -103,9 +103,10 @@ def daphne(port: int, env: dict[str, str]) -> Iterator[None]:
 async def first_delta_times(port: int, cookie: str, turns: int) -> list[float]:
     samples: list[float] = []
     headers = {"Cookie": f"sessionid={cookie}", "Origin": f"http://127.0.0.1:{port}"}
-    async with aiohttp.ClientSession() as session, session.ws_connect(
-        f"ws://127.0.0.1:{port}/ws/chat/", headers=headers
-    ) as ws:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(f"ws://127.0.0.1:{port}/ws/chat/", headers=headers) as ws,
+    ):
         for turn in range(turns + WARM_UP_TURNS):
             started = time.perf_counter()
             await ws.send_json({"type": "send", "content": f"benchmark turn {turn}: what is a monad?"})
@@ -152,7 +153,9 @@ def run(turns: int) -> dict[str, Any]:
         env = {
             **common,
             "LLM_MODEL": "fake",
-            "LLM_MODELS": json.dumps([{"name": "fake", "model": "openai/fake-model", "api_base": fake.url, "api_key": "x"}]),
+            "LLM_MODELS": json.dumps(
+                [{"name": "fake", "model": "openai/fake-model", "api_base": fake.url, "api_key": "x"}]
+            ),
         }
         port = free_port()
         with daphne(port, env):

@@ -19,7 +19,7 @@ from bench.fake_upstream import FakeUpstream
 from chatproject.llm.config import configured_models
 
 # One key prefix per test run, so parallel runs (and a dev server) on the same Redis never cross.
-settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"test-{uuid.uuid4().hex[:8]}"
+settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"test-{uuid.uuid4().hex[:8]}"  # type: ignore[index]
 # Generations write from a thread pool; persistent connections there would outlive the test database.
 settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
 

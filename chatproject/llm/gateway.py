@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
 from chatproject.llm.config import OFFLINE_CONTEXT_WINDOW, resolve_model
@@ -74,7 +74,7 @@ async def stream(
     user: str = "",
     purpose: str = "chat",
     max_tokens: int | None = None,
-) -> AsyncIterator[Delta]:
+) -> AsyncGenerator[Delta, None]:
     """Yield the reply piece by piece; the last Delta has finish_reason and usage.
 
     Closing the generator (aclose, or cancelling the task iterating it) closes the upstream HTTP
