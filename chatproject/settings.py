@@ -178,6 +178,8 @@ LLM_API_KEY = env_str("LLM_API_KEY", "")
 LLM_CONTEXT_WINDOW = env_int("LLM_CONTEXT_WINDOW", 0)
 LLM_MODELS: list[dict[str, Any]] = env_json("LLM_MODELS", [])
 LLM_REQUEST_TIMEOUT = env_float("LLM_REQUEST_TIMEOUT", 120.0)
+# The model that writes summaries and extracts facts (a name from LLM_MODELS); empty: the default.
+LLM_BACKGROUND_MODEL = env_str("LLM_BACKGROUND_MODEL", "")
 LLM_MAX_OUTPUT_TOKENS = env_int("LLM_MAX_OUTPUT_TOKENS", 1024)
 LLM_SYSTEM_PROMPT = env_str(
     "LLM_SYSTEM_PROMPT",
@@ -189,6 +191,15 @@ OFFLINE_FIRST_TOKEN_DELAY = env_float("OFFLINE_FIRST_TOKEN_DELAY", 0.0)
 OFFLINE_MAX_WORDS = env_int("OFFLINE_MAX_WORDS", 400)
 # Repeat the user's words until OFFLINE_MAX_WORDS: long replies for demos and tests of stop/resume.
 OFFLINE_PAD_TO_MAX = env_bool("OFFLINE_PAD_TO_MAX", False)
+# Embeddings (chatproject/llm/embeddings.py): a backend class by dotted path. The default runs
+# all-MiniLM-L6-v2 locally; LitellmEmbeddingBackend calls EMBEDDING_MODEL, which must return 384-d.
+EMBEDDING_BACKEND = env_str("EMBEDDING_BACKEND", "chatproject.llm.embeddings.MiniLMOnnxBackend")
+EMBEDDING_MODEL = env_str("EMBEDDING_MODEL", "")
+EMBEDDING_API_BASE = env_str("EMBEDDING_API_BASE", "")
+EMBEDDING_API_KEY = env_str("EMBEDDING_API_KEY", "")
+EMBEDDING_BATCH_SIZE = env_int("EMBEDDING_BATCH_SIZE", 32)
+# onnxruntime threads per process: 1 leaves the second core of a 2-core host to the web server.
+EMBEDDING_THREADS = env_int("EMBEDDING_THREADS", 1)
 
 # --- Chat streaming -----------------------------------------------------------------------------
 CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 32_000)
@@ -200,6 +211,27 @@ CHAT_HEARTBEAT_SECONDS = env_float("CHAT_HEARTBEAT_SECONDS", 5.0)
 CHAT_STALE_STREAM_SECONDS = env_float("CHAT_STALE_STREAM_SECONDS", 30.0)
 CHAT_SNAPSHOT_TIMEOUT = env_float("CHAT_SNAPSHOT_TIMEOUT", 1.5)
 
+# --- Context window and memory ---------------------------------------------------------------
+# The newest N user/assistant pairs always come first; older turns reach the prompt through the
+# rolling summary and similarity recall (DESIGN.md §5).
+CONTEXT_RECENT_TURNS = env_int("CONTEXT_RECENT_TURNS", 5)
+# How far back (in messages after the summary) the builder looks for turns to fill spare room.
+CONTEXT_HISTORY_LIMIT = env_int("CONTEXT_HISTORY_LIMIT", 60)
+CONTEXT_RECALL_LIMIT = env_int("CONTEXT_RECALL_LIMIT", 3)
+CONTEXT_RECALL_THRESHOLD = env_float("CONTEXT_RECALL_THRESHOLD", 0.35)
+CONTEXT_FACTS_LIMIT = env_int("CONTEXT_FACTS_LIMIT", 10)
+# Facts are short and few: the nearest ten go in unless they point away from the question.
+CONTEXT_FACTS_THRESHOLD = env_float("CONTEXT_FACTS_THRESHOLD", 0.0)
+MEMORY_EF_SEARCH = env_int("MEMORY_EF_SEARCH", 100)
+# A summary is written once this many tokens sit outside the recent window, unsummarized.
+SUMMARY_TRIGGER_TOKENS = env_int("SUMMARY_TRIGGER_TOKENS", 1200)
+SUMMARY_MAX_INPUT_TOKENS = env_int("SUMMARY_MAX_INPUT_TOKENS", 6000)
+SUMMARY_MAX_WORDS = env_int("SUMMARY_MAX_WORDS", 250)
+SUMMARY_SCAN_LIMIT = env_int("SUMMARY_SCAN_LIMIT", 5000)
+FACTS_DEBOUNCE_SECONDS = env_float("FACTS_DEBOUNCE_SECONDS", 20.0)
+FACTS_BATCH = env_int("FACTS_BATCH", 50)
+FACTS_DEDUP_THRESHOLD = env_float("FACTS_DEDUP_THRESHOLD", 0.9)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -207,7 +239,9 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
-        "LiteLLM": {"level": "WARNING"},
+        # litellm warns each time its logging worker meets a new event loop (every async_to_sync call
+        # in a Celery task); that is expected here, so only its errors are worth a line.
+        "LiteLLM": {"level": "ERROR"},
         "LiteLLM Router": {"level": "WARNING"},
         "LiteLLM Proxy": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},

@@ -37,6 +37,7 @@ class MessagePayload(TypedDict):
     seq: int
     model: str
     created_at: str
+    context: dict[str, object] | None
 
 
 # --- server → client (and the channel-layer events that carry them) ----------------------------
@@ -77,6 +78,7 @@ class DoneEvent(TypedDict):
     content: str
     html: str
     usage: UsagePayload | None
+    context: NotRequired[dict[str, object] | None]
     error: NotRequired[ErrorPayload]
 
 

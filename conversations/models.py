@@ -24,6 +24,8 @@ class Conversation(models.Model):
     model = models.CharField(max_length=200, blank=True, default="")
     pinned = models.BooleanField(default=False)
     archived = models.BooleanField(default=False)
+    # Temporary chats are never read for memory and are deleted after the retention period.
+    temporary = models.BooleanField(default=False)
     deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -62,6 +64,8 @@ class Message(models.Model):
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     error_code = models.CharField(max_length=64, blank=True, default="")
     error_message = models.TextField(blank=True, default="")
+    # What the context builder put in the prompt for this reply (tokens per tier): the UI's gauge.
+    context_report = models.JSONField(null=True, blank=True)
     embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS, null=True, blank=True)
     embedding_model = models.CharField(max_length=200, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)

@@ -52,6 +52,30 @@ def branch_messages(*, conversation: Conversation, leaf_id: int | None = None) -
     return path
 
 
+_BRANCH_TAIL_SQL = """
+WITH RECURSIVE path(id, parent_id, depth) AS (
+    SELECT id, parent_id, 0 FROM conversations_message WHERE id = %(leaf)s
+    UNION ALL
+    SELECT m.id, m.parent_id, p.depth + 1
+    FROM conversations_message m JOIN path p ON m.id = p.parent_id
+    WHERE p.depth + 1 < %(limit)s AND m.id <> %(boundary)s
+)
+SELECT m.id, m.conversation_id, m.parent_id, m.role, m.content, m.status, m.created_at
+FROM path JOIN conversations_message m ON m.id = path.id
+ORDER BY path.depth DESC
+"""
+
+
+def branch_tail(*, leaf_id: int, limit: int, after_id: int | None = None) -> list[Message]:
+    """The last `limit` messages of the branch ending at leaf_id, oldest first, stopping after
+    `after_id` (exclusive) when given. A walk up primary keys: cost grows with `limit`, not with
+    the conversation's length."""
+    if limit <= 0:
+        return []
+    params = {"leaf": leaf_id, "limit": limit, "boundary": after_id or 0}
+    return list(Message.objects.raw(_BRANCH_TAIL_SQL, params))
+
+
 def streaming_message(*, conversation_id: str | uuid.UUID) -> Message | None:
     return (
         Message.objects.filter(conversation_id=conversation_id, status=Message.Status.STREAMING)
@@ -79,6 +103,7 @@ def message_payload(message: Message) -> MessagePayload:
         "seq": message.seq,
         "model": message.model,
         "created_at": message.created_at.isoformat(),
+        "context": message.context_report,
     }
 
 
@@ -107,6 +132,7 @@ def done_frame(message: Message) -> DoneEvent:
             if message.completion_tokens is not None
             else None
         ),
+        "context": message.context_report,
     }
     if message.error_code:
         done["error"] = {"code": message.error_code, "message": message.error_message, "retryable": True}

@@ -35,6 +35,18 @@ def _fast_offline_model(settings: Any) -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _tasks_run_inline(settings: Any) -> Iterator[None]:
+    """Follow-up tasks run in the process that queues them, unless a test starts a real worker."""
+    from chatproject.celery import app
+
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+    settings.FACTS_DEBOUNCE_SECONDS = 0
+    yield
+    app.conf.task_always_eager = False
+
+
+@pytest.fixture(autouse=True)
 def _fresh_channel_layer() -> Iterator[None]:
     """Each test runs on its own event loop; a layer bound to a closed loop cannot be reused."""
     channel_layers.backends.clear()

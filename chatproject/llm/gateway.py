@@ -42,6 +42,11 @@ def _llm() -> ModuleType:
     return _litellm
 
 
+def model_name(model: str | None = None) -> str:
+    """The litellm model string behind a served model name (the default when None)."""
+    return resolve_model(model).litellm_model
+
+
 def warm_up() -> None:
     """Import litellm in a background thread so the first chat turn does not wait for it."""
     threading.Thread(target=_llm, name="litellm-import", daemon=True).start()

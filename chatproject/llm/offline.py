@@ -18,6 +18,8 @@ from litellm import CustomLLM
 from litellm.types.utils import GenericStreamingChunk, ModelResponse
 from litellm.types.utils import Usage as LitellmUsage
 
+from chatproject.llm.prompts import offline_task_answer
+
 _WORD_RE = re.compile(r"\S+\s*|\s+")
 
 
@@ -38,7 +40,11 @@ def _excerpt(text: str, limit: int = 160) -> str:
 
 
 def compose_reply(messages: list[dict[str, Any]]) -> str:
-    """The reply the offline model gives: a short, structured echo of the latest user message."""
+    """The reply the offline model gives: a short, structured echo of the latest user message,
+    or the deterministic answer to one of the product's own tasks (summaries, fact extraction)."""
+    task_answer = offline_task_answer(messages)  # type: ignore[arg-type]
+    if task_answer is not None:
+        return task_answer
     text = last_user_text(messages)
     words = text.split()
     turns = sum(1 for m in messages if m.get("role") == "user")

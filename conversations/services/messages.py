@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from conversations.models import Conversation, Message, UsageRecord
-from conversations.selectors import branch_messages
+from conversations.services.followups import reply_followups
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -40,7 +40,6 @@ class TurnStart:
     conversation: Conversation
     user_message: Message
     assistant_message: Message
-    history: list[Message]
     created_conversation: bool
 
 
@@ -77,9 +76,7 @@ def validate_content(content: object) -> str:
     return content
 
 
-def _locked_conversation(
-    user: User, conversation_id: str | None, content: str
-) -> tuple[Conversation, bool]:
+def _locked_conversation(user: User, conversation_id: str | None, content: str) -> tuple[Conversation, bool]:
     if conversation_id is None:
         return conversation_create(owner=user, title=title_from(content)), True
     try:
@@ -106,8 +103,7 @@ def turn_start(*, user: User, conversation_id: str | None, content: object, mode
             conversation, created = _locked_conversation(user, conversation_id, text)
             if Message.objects.filter(conversation=conversation, status=Message.Status.STREAMING).exists():
                 raise TurnRejected("busy", "A reply is still being written in this conversation. Stop it or wait.")
-            history = branch_messages(conversation=conversation)
-            parent = history[-1] if history else None
+            parent = conversation.active_leaf
             user_message = Message.objects.create(
                 conversation=conversation, parent=parent, role=Message.Role.USER, content=text
             )
@@ -124,7 +120,7 @@ def turn_start(*, user: User, conversation_id: str | None, content: object, mode
             conversation.save(update_fields=["active_leaf", "title", "updated_at"])
     except IntegrityError:
         raise TurnRejected("busy", "A reply is still being written in this conversation. Stop it or wait.") from None
-    return TurnStart(conversation, user_message, assistant, history, created)
+    return TurnStart(conversation, user_message, assistant, created)
 
 
 def message_checkpoint(*, message_id: int, content: str, seq: int) -> bool:
@@ -148,6 +144,7 @@ class Outcome:
     duration_ms: int
     error_code: str = ""
     error_message: str = ""
+    context_report: dict[str, object] | None = None
 
 
 def message_finalize(*, message_id: int, user_id: int | None, outcome: Outcome) -> Message | None:
@@ -158,7 +155,9 @@ def message_finalize(*, message_id: int, user_id: int | None, outcome: Outcome) 
     """
     now = timezone.now()
     with transaction.atomic():
-        message = Message.objects.select_for_update().filter(pk=message_id).first()
+        message = (
+            Message.objects.select_for_update(of=("self",)).select_related("conversation").filter(pk=message_id).first()
+        )
         if message is None:  # the conversation was deleted while streaming
             return None
         message.status = outcome.status
@@ -171,6 +170,7 @@ def message_finalize(*, message_id: int, user_id: int | None, outcome: Outcome) 
         message.duration_ms = outcome.duration_ms
         message.error_code = outcome.error_code
         message.error_message = outcome.error_message
+        message.context_report = outcome.context_report
         message.finished_at = now
         message.save()
         UsageRecord.objects.create(
@@ -186,6 +186,13 @@ def message_finalize(*, message_id: int, user_id: int | None, outcome: Outcome) 
             ok=outcome.status in (Message.Status.COMPLETE, Message.Status.STOPPED),
         )
         Conversation.objects.filter(pk=message.conversation_id).update(updated_at=now)
+        if message.content:
+            reply_followups(
+                message_id=message.pk,
+                conversation_id=str(message.conversation_id),
+                user_id=message.conversation.owner_id,
+                temporary=message.conversation.temporary,
+            )
     return message
 
 

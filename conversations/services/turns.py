@@ -19,7 +19,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from chatproject.llm import gateway
+from chatproject.llm import embeddings, gateway
 from chatproject.llm.config import default_model
 from chatproject.llm.types import ChatMessage, LLMError, Usage
 from conversations.events import (
@@ -35,7 +35,8 @@ from conversations.models import Message
 from conversations.rendering import render_markdown
 from conversations.selectors import message_payload
 from conversations.services.messages import Outcome, TurnStart, message_checkpoint, message_finalize, turn_start
-from memory.context import BuiltContext, Turn, build_context
+from memory.context import BuiltContext, build_context
+from memory.selectors import context_inputs, memory_enabled
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -62,16 +63,32 @@ class PreparedTurn:
     model: str
 
 
+def _embed_query(message: Message) -> list[float] | None:
+    """Embed the user's message once: the retrieval query now, its stored vector later."""
+    try:
+        vector = embeddings.embed_one(message.content)
+    except Exception:  # retrieval is an improvement, not a requirement: answer without it
+        logger.exception("could not embed message %s", message.pk)
+        return None
+    Message.objects.filter(pk=message.pk).update(embedding=vector, embedding_model=embeddings.model_name())
+    return vector
+
+
 def _context_for(start: TurnStart, model: str) -> BuiltContext:
-    history = [
-        Turn(role=m.role, content=m.content)
-        for m in start.history
-        if m.role in (Message.Role.USER, Message.Role.ASSISTANT) and m.content
-    ]
-    return build_context(
+    conversation = start.conversation
+    use_memory = not conversation.temporary and memory_enabled(user_id=conversation.owner_id)
+    inputs = context_inputs(
+        user_id=conversation.owner_id,
+        conversation_id=conversation.pk,
+        parent_id=start.user_message.parent_id,
         system_prompt=settings.LLM_SYSTEM_PROMPT,
-        history=history,
         user_message=start.user_message.content,
+        query=_embed_query(start.user_message),
+        use_memory=use_memory,
+        exclude_ids=[start.user_message.pk],
+    )
+    return build_context(
+        inputs,
         window=gateway.context_window(model),
         reserved_output=int(settings.LLM_MAX_OUTPUT_TOKENS),
         count=lambda messages: gateway.count_tokens(messages, model),
@@ -111,6 +128,7 @@ async def turn_launch(prepared: PreparedTurn, *, client_id: str | None = None) -
         model=prepared.model,
         prompt=prepared.context.messages,
         prompt_tokens=prepared.context.report.tokens_used,
+        context_report=prepared.context.report.as_dict(),
     )
     generation.start()
     return generation
@@ -124,6 +142,7 @@ class Generation:
     model: str
     prompt: list[ChatMessage]
     prompt_tokens: int
+    context_report: dict[str, object] | None = None
     parts: list[str] = field(default_factory=list)
     seq: int = 0
     ttft_ms: int | None = None
@@ -290,6 +309,7 @@ class Generation:
             "duration_ms": duration_ms,
             "error_code": error["code"] if error else "",
             "error_message": error["message"] if error else "",
+            "context_report": self.context_report,
         }
         done = await database_sync_to_async(_finalize_sync, thread_sensitive=False)(self, outcome_args, self.usage)
         if error:
@@ -317,6 +337,7 @@ def _finalize_sync(generation: Generation, args: dict[str, Any], usage: Usage | 
         "content": content,
         "html": render_markdown(content),
         "usage": {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens},
+        "context": generation.context_report,
     }
 
 

@@ -11,6 +11,7 @@ const RECONNECT_MAX_MS = 10000;
 const HEARTBEAT_MS = 20000;
 const STALE_SOCKET_MS = 50000;
 const RESUME_RETRY_MS = 4000;
+const SEND_TIMEOUT_MS = 20000;
 const STICK_THRESHOLD_PX = 80;
 const TITLE_LENGTH = 60;
 
@@ -46,8 +47,10 @@ const maxChars = Number(config?.maxMessageChars) || 32000;
 
 /** Messages on screen by id: {el, body, role, status, seq, model, resumeAt}. */
 const messages = new Map();
-/** Optimistic user messages by client_id: {el, content, frame, sent}. */
+/** Optimistic user messages by client_id: {el, content, frame, sent, timer}. */
 const pendingSends = new Map();
+/** Sends shown as failed, kept so that a late confirmation can still put them right. */
+const failedSends = new Map();
 /** The assistant message of this conversation that is streaming, if any. */
 let streamingId = null;
 
@@ -259,6 +262,18 @@ function connect() {
   });
 }
 
+/** Put a pending send on the socket if it is open; give up on it if no answer comes. */
+function dispatch(clientId, pending) {
+  pending.sent = send(pending.frame);
+  if (!pending.sent) return; // it leaves as soon as the socket opens
+  clearTimeout(pending.timer);
+  pending.timer = setTimeout(() => {
+    if (pendingSends.get(clientId) !== pending) return;
+    failSend(clientId, pending, "the server did not answer. Try again.");
+    updateComposer();
+  }, SEND_TIMEOUT_MS);
+}
+
 function onOpen() {
   if (conversationId) {
     send({ type: "subscribe", conversation_id: conversationId });
@@ -266,8 +281,8 @@ function onOpen() {
       if (entry.role === "assistant" && entry.status === "streaming") requestResume(id, entry);
     }
   }
-  for (const pending of pendingSends.values()) {
-    if (!pending.sent) pending.sent = send(pending.frame);
+  for (const [clientId, pending] of pendingSends) {
+    if (!pending.sent) dispatch(clientId, pending);
   }
   clearInterval(heartbeatTimer);
   heartbeatTimer = setInterval(heartbeat, HEARTBEAT_MS);
@@ -298,9 +313,7 @@ function onClose(code) {
   clearInterval(heartbeatTimer);
   // A send that left on the dead socket without an answer may or may not have been stored.
   for (const [clientId, pending] of pendingSends) {
-    if (!pending.sent) continue;
-    pendingSends.delete(clientId);
-    failSend(pending, "the connection dropped before the server confirmed it. Reload to check, or send it again.");
+    if (pending.sent) failSend(clientId, pending, "the connection dropped before the server confirmed it. Reload to check, or send it again.");
   }
   updateComposer();
   if (code === 4401) {
@@ -376,14 +389,20 @@ function handleFrame(frame) {
 function onMessageCreated(frame) {
   const message = frame.message;
   if (!message) return;
-  const pending = frame.client_id ? pendingSends.get(frame.client_id) : undefined;
+  let pending = frame.client_id ? pendingSends.get(frame.client_id) : undefined;
+  if (!pending && frame.client_id && failedSends.has(frame.client_id)) {
+    pending = unfailSend(frame.client_id); // stored after all: undo the failure shown
+  }
   if (!conversationId && pending) adoptConversation(frame.conversation_id, pending.content);
   bumpConversation(frame.conversation_id);
   if (frame.conversation_id !== conversationId || messages.has(message.id)) return;
 
   if (message.role === "user") {
     const el = pending ? pending.el : appendUserMessage(message.content);
-    if (pending) pendingSends.delete(frame.client_id);
+    if (pending) {
+      clearTimeout(pending.timer);
+      pendingSends.delete(frame.client_id);
+    }
     el.dataset.messageId = String(message.id);
     el.dataset.seq = String(message.seq || 0);
     setStatus(register(el), message.status || "complete");
@@ -446,8 +465,13 @@ function onDone(frame) {
 function onError(frame) {
   const pending = frame.client_id ? pendingSends.get(frame.client_id) : undefined;
   if (pending) {
-    pendingSends.delete(frame.client_id);
-    failSend(pending, frame.message);
+    failSend(frame.client_id, pending, frame.message);
+  } else if (!frame.client_id && frame.message_id === undefined) {
+    // Some refusals of a `send` (an unknown conversation, a server fault) come without its
+    // client_id: fail what is waiting rather than leave it spinning. A late confirmation undoes it.
+    for (const [clientId, waiting] of pendingSends) {
+      if (waiting.sent) failSend(clientId, waiting, frame.message);
+    }
   }
   if (frame.code === "message_not_found" && frame.message_id === streamingId) {
     streamingId = null;
@@ -456,7 +480,10 @@ function onError(frame) {
   showError(frame.message || "Something went wrong.");
 }
 
-function failSend(pending, reason) {
+function failSend(clientId, pending, reason) {
+  clearTimeout(pending.timer);
+  pendingSends.delete(clientId);
+  failedSends.set(clientId, pending);
   pending.el.dataset.status = "failed";
   const note = $('[data-testid="message-note"]', pending.el);
   note.textContent = "Not sent: " + reason;
@@ -466,6 +493,19 @@ function failSend(pending, reason) {
     input.value = pending.content;
     autosize();
   }
+}
+
+function unfailSend(clientId) {
+  const pending = failedSends.get(clientId);
+  failedSends.delete(clientId);
+  pending.el.dataset.status = "sending";
+  $('[data-testid="message-note"]', pending.el).hidden = true;
+  if (input.value === pending.content) {
+    input.value = "";
+    autosize();
+  }
+  hideError();
+  return pending;
 }
 
 // --- the sidebar ------------------------------------------------------------------------------
@@ -671,9 +711,9 @@ function submit() {
   const frame = { type: "send", content, client_id: clientId };
   if (conversationId) frame.conversation_id = conversationId;
   const el = appendUserMessage(content);
-  const pending = { el, content, frame, sent: false };
+  const pending = { el, content, frame, sent: false, timer: null };
   pendingSends.set(clientId, pending);
-  pending.sent = send(frame); // otherwise it leaves as soon as the socket opens
+  dispatch(clientId, pending);
   input.value = "";
   autosize();
   scrollToBottom(true);

@@ -188,7 +188,13 @@ async def test_a_mid_stream_upstream_failure_keeps_the_text_and_tells_the_client
     assert stored.error_code == done["error"]["code"]
 
 
-async def test_a_reply_streams_from_an_openai_compatible_server(socket: Socket, upstream_model: Any) -> None:
+async def test_a_reply_streams_from_an_openai_compatible_server(
+    socket: Socket, upstream_model: Any, user: Any
+) -> None:
+    from memory.services import memory_set_enabled
+
+    # Memory off: fact extraction would otherwise be the fake server's last request.
+    await sync_to_async(memory_set_enabled)(user=user, enabled=False)
     _, created = await start_turn(socket, "over http")
     frames = await socket.receive_until(is_done)
     done = frames[-1]

@@ -1,0 +1,44 @@
+"""Background work queued when a reply is stored: embed it, extend the summary, extract facts.
+
+Tasks are addressed by name through the Celery app, not imported: services sit below tasks in the
+import chain (DESIGN.md §1). They are queued on commit, so a worker never sees a row that a rolled
+back transaction never wrote, and a broker outage never fails the turn itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+
+from chatproject.celery import app
+
+logger = logging.getLogger(__name__)
+
+
+def facts_debounce_key(user_id: int) -> str:
+    return f"memory:facts-debounce:{user_id}"
+
+
+def _enqueue(name: str, *args: object, countdown: float | None = None) -> None:
+    try:
+        app.tasks[name].apply_async(args=args, countdown=countdown)
+    except Exception:  # the reply is stored; follow-up work can be redone by a later turn
+        logger.exception("could not queue %s", name)
+
+
+def reply_followups(*, message_id: int, conversation_id: str, user_id: int, temporary: bool) -> None:
+    def enqueue() -> None:
+        _enqueue("memory.tasks.embed_message", message_id)
+        _enqueue("memory.tasks.refresh_summary", conversation_id)
+        if temporary:
+            return
+        token = uuid.uuid4().hex
+        delay = float(settings.FACTS_DEBOUNCE_SECONDS)
+        cache.set(facts_debounce_key(user_id), token, timeout=int(delay * 10) + 60)
+        _enqueue("memory.tasks.extract_facts", user_id, token, countdown=delay)
+
+    transaction.on_commit(enqueue)
