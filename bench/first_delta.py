@@ -144,7 +144,12 @@ def run(turns: int) -> dict[str, Any]:
     from bench.fake_upstream import FakeUpstream
 
     cookie = setup_django()
-    common = {"CHANNEL_LAYER_PREFIX": f"bench-{uuid.uuid4().hex[:6]}", "LOG_LEVEL": "WARNING"}
+    common = {
+        "CHANNEL_LAYER_PREFIX": f"bench-{uuid.uuid4().hex[:6]}",
+        "LOG_LEVEL": "WARNING",
+        # No worker runs beside the benchmark: follow-up tasks run in the server instead of piling up.
+        "CELERY_TASK_ALWAYS_EAGER": "true",
+    }
     results: dict[str, Any] = {"benchmark": "first_delta", "turns": turns, "at": dt.datetime.now(dt.UTC).isoformat()}
     port = free_port()
     with daphne(port, {**common, "OFFLINE_TOKEN_DELAY": "0.02"}):

@@ -28,8 +28,8 @@ from conversations.events import (
 )
 from conversations.models import Message
 from conversations.selectors import conversation_get_for_user, done_frame, message_get, snapshot_frame
-from conversations.services.messages import NOT_FOUND, TurnRejected
-from conversations.services.turns import generation_stop, local_generation, turn_launch, turn_prepare
+from conversations.services.messages import NOT_FOUND, TurnRejected, messages_reap_interrupted
+from conversations.services.turns import generation_stop, local_generation, publish, turn_launch, turn_prepare
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
+            # Accept first: a refused handshake reaches the browser as 1006 with no reason, while
+            # a close frame with 4401 tells the page to send the person to the log-in page.
+            await self.accept()
             await self.close(code=UNAUTHENTICATED_CLOSE_CODE)
             return
         self.user = user
@@ -72,7 +75,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             event = self._parse(text_data, bytes_data)
             await getattr(self, f"on_{event['type']}")(event)
         except ClientError as exc:
-            await self.send_json(error_event(exc.code, exc.message, **exc.context))
+            await self.send_json(error_event(exc.code, exc.message, **{**self._context_of(text_data), **exc.context}))
         except TurnRejected as exc:
             await self.send_json(
                 error_event(exc.code, exc.message, retryable=exc.retryable, **self._context_of(text_data))
@@ -113,6 +116,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 context["conversation_id"] = event["conversation_id"]
             if isinstance(event.get("client_id"), str):
                 context["client_id"] = event["client_id"][:100]
+            if isinstance(event.get("message_id"), int) and not isinstance(event.get("message_id"), bool):
+                context["message_id"] = event["message_id"]
         return context
 
     async def on_ping(self, event: dict[str, Any]) -> None:
@@ -145,7 +150,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if message.status != Message.Status.STREAMING:
             await self._send_final(message)
             return
-        await generation_stop(message_id=message.pk)
+        if not await generation_stop(message_id=message.pk):
+            # Not generated here; if no process has written it lately, nobody will stop it.
+            await self._reap_if_stale(conversation.pk)
 
     async def on_resume(self, event: dict[str, Any]) -> None:
         conversation = await self._authorized(event.get("conversation_id"))
@@ -221,6 +228,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self._deliver_snapshot(snapshot_frame(message))
         if message.status != Message.Status.STREAMING:
             await self._forward(dict(done_frame(message)))
+        else:
+            await self._reap_if_stale(message.conversation_id)
+
+    async def _reap_if_stale(self, conversation_id: object) -> None:
+        reaped = await database_sync_to_async(messages_reap_interrupted)(conversation_id=conversation_id)
+        for message in reaped:
+            await publish(str(message.conversation_id), done_frame(message))
 
     async def _send_final(self, message: Message) -> None:
         await self.send_json(snapshot_frame(message))

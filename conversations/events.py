@@ -38,6 +38,9 @@ class MessagePayload(TypedDict):
     model: str
     created_at: str
     context: dict[str, object] | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    error: dict[str, str] | None
 
 
 # --- server → client (and the channel-layer events that carry them) ----------------------------

@@ -20,7 +20,15 @@ ALLOWED_TAGS = {
     "ul", "ol", "li", "h1", "h2", "h3", "h4", "h5", "h6",
     "table", "thead", "tbody", "tr", "th", "td", "span",
 }  # fmt: skip
-ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "code": {"class"}, "th": {"align"}, "td": {"align"}, "ol": {"start"}}
+ALLOWED_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "code": {"class"},
+    "th": {"align", "style"},
+    "td": {"align", "style"},
+    "ol": {"start"},
+}
+# markdown-it aligns table cells with inline styles; only text-align survives cleaning.
+ALLOWED_STYLE_PROPERTIES = {"text-align"}
 ALLOWED_SCHEMES = {"http", "https", "mailto"}
 
 
@@ -47,5 +55,6 @@ def render_markdown(text: str) -> str:
         attributes=ALLOWED_ATTRIBUTES,
         url_schemes=ALLOWED_SCHEMES,
         link_rel="noopener noreferrer nofollow",
+        filter_style_properties=ALLOWED_STYLE_PROPERTIES,
         set_tag_attribute_values={"a": {"target": "_blank"}},
     )

@@ -104,6 +104,9 @@ def message_payload(message: Message) -> MessagePayload:
         "model": message.model,
         "created_at": message.created_at.isoformat(),
         "context": message.context_report,
+        "prompt_tokens": message.prompt_tokens,
+        "completion_tokens": message.completion_tokens,
+        "error": {"code": message.error_code, "message": message.error_message} if message.error_code else None,
     }
 
 

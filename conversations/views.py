@@ -29,12 +29,19 @@ def _conversation_or_404(request: HttpRequest, conversation_id: str) -> Conversa
 
 
 def _page_context(request: HttpRequest, conversation: Conversation | None) -> dict[str, Any]:
+    from memory.selectors import current_summary
+    from memory.views import context_gauge
+
     messages = branch_messages(conversation=conversation) if conversation else []
     payloads = [message_payload(m) for m in messages]
     return {
         "conversations": conversations_for_user(user=request.user).filter(archived=False)[:200],
         "conversation": conversation,
-        "messages": payloads,
+        # Each message with the context gauge its footer shows (None when it has no context report).
+        "messages": [
+            {**p, "gauge": context_gauge(p["context"], reply_tokens=p["completion_tokens"])} for p in payloads
+        ],
+        "summary": current_summary(conversation_id=conversation.pk) if conversation else None,
         "chat_config": {
             "conversationId": str(conversation.pk) if conversation else None,
             "socketPath": "/ws/chat/",

@@ -7,6 +7,8 @@ from django.db import models
 from django.db.models import Q
 from pgvector.django import HnswIndex, VectorField
 
+from conversations.models import Message
+
 EMBEDDING_DIMENSIONS = 384
 
 
@@ -95,3 +97,11 @@ class MemoryProfile(models.Model):
 
     def __str__(self) -> str:
         return f"Memory of {self.user_id} ({'on' if self.enabled else 'off'})"
+
+
+class MessageEmbedding(Message):
+    """Messages seen as memory sees them (their vectors), for the admin."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "message embedding"

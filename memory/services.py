@@ -173,7 +173,9 @@ def facts_extract(*, user_id: int) -> list[UserFact]:
         return []
     existing = [fact.text for fact in UserFact.objects.filter(user_id=user_id, status=UserFact.Status.ACTIVE)]
     prompt = facts_prompt(existing, [(m.pk, m.content) for m in messages])
-    reply, usage = async_to_sync(gateway.complete)(prompt, model=_background_model(), purpose="facts", user=str(user_id))
+    reply, usage = async_to_sync(gateway.complete)(
+        prompt, model=_background_model(), purpose="facts", user=str(user_id)
+    )
     _record_usage(user_id, UsageRecord.Purpose.FACTS, usage)
     extracted = parse_facts(reply)
     vectors = embeddings.embed([fact.fact for fact in extracted]) if extracted else []

@@ -162,3 +162,19 @@ def _release_worker_connections(django_db_setup: None, django_db_blocker: Any) -
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
+
+
+def test_database_url() -> str:
+    """The URL of the test database, for servers and workers a test starts in other processes."""
+    from urllib.parse import quote
+
+    from django.db import connection
+
+    db = connection.settings_dict
+    auth = quote(db.get("USER") or "", safe="")
+    if db.get("PASSWORD"):
+        auth += ":" + quote(db["PASSWORD"], safe="")
+    return f"postgres://{auth}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{quote(db['NAME'], safe='')}"
+
+
+test_database_url.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test

@@ -19,7 +19,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -143,6 +143,10 @@ MAX_TOKENS = 256
 _CLIP_FIRST_CHARS = 4096
 _CLIP_GROWTH = 8
 _WORD_BREAKS = (" ", "\n", "\t", "\r")
+# Word pieces per onnxruntime call, padding included. Activations grow with batch × length (and
+# attention with length²): 32 texts of 256 pieces in one call peak at ~1.2 GB over the loaded model;
+# 1024 keeps a call under ~100 MB and costs nothing measurable in throughput on this CPU.
+_MAX_BATCH_TOKENS = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +157,7 @@ class _Runtime:
 
 
 class MiniLMOnnxBackend:
-    """all-MiniLM-L6-v2, int8 weights, on onnxruntime; cosine ≥ 0.996 to the float32 original."""
+    """all-MiniLM-L6-v2, int8 weights, on onnxruntime: cosine 0.996–0.9998 to the float32 original."""
 
     # Change the name whenever the graph, the tokenizer or MAX_TOKENS changes: it is what tells
     # stored vectors apart.
@@ -171,13 +175,17 @@ class MiniLMOnnxBackend:
         if not texts:
             return []
         runtime = self._loaded()
-        clipped = [_clip(runtime.tokenizer, text) for text in texts]
-        ids, mask = _encode(runtime.tokenizer, clipped)
-        (hidden,) = runtime.session.run(
-            ["last_hidden_state"],
-            {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
-        )
-        return _l2_normalise(_mean_pool(hidden, mask)).tolist()
+        encodings = runtime.tokenizer.encode_batch([_clip(runtime.tokenizer, text) for text in texts])
+        pieces: list[list[int]] = [encoding.ids for encoding in encodings]
+        vectors = np.empty((len(texts), DIMENSIONS), dtype=np.float32)
+        for rows in _token_batches([len(ids) for ids in pieces], _MAX_BATCH_TOKENS):
+            ids, mask = _padded([pieces[row] for row in rows])
+            (hidden,) = runtime.session.run(
+                ["last_hidden_state"],
+                {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
+            )
+            vectors[rows] = _l2_normalise(_mean_pool(hidden, mask))
+        return vectors.tolist()
 
     def _loaded(self) -> _Runtime:
         runtime = self._runtime
@@ -199,9 +207,9 @@ def _load_runtime() -> _Runtime:
     tokenizer_path = _verified_file(_TOKENIZER_PACKAGE, _TOKENIZER_FILE, _TOKENIZER_SHA256)
     tokenizer = Tokenizer.from_file(str(tokenizer_path))
     # The shipped tokenizer.json truncates and pads every text to 128; sentence-transformers keeps
-    # 256 word pieces and pads only to the longest text of the batch.
+    # 256 word pieces. Padding is done per onnxruntime call (_padded), to that call's longest text.
     tokenizer.enable_truncation(max_length=MAX_TOKENS)
-    tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+    tokenizer.no_padding()
     session = onnxruntime.InferenceSession(
         str(model_path), sess_options=_session_options(), providers=["CPUExecutionProvider"]
     )
@@ -219,6 +227,9 @@ def _session_options() -> onnxruntime.SessionOptions:
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
     # Spinning threads busy-wait between calls, burning CPU the rest of the product needs.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # The arena keeps a process's peak activation memory for good (+170 MB after one batch of chat
+    # messages); without it the worker returns to ~300 MB RSS, at no measurable cost in speed.
+    options.enable_cpu_mem_arena = False
     return options
 
 
@@ -254,10 +265,26 @@ def _clip(tokenizer: Tokenizer, text: str) -> str:
     return text
 
 
-def _encode(tokenizer: Tokenizer, texts: list[str]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    encodings = tokenizer.encode_batch(texts)
-    ids = np.array([encoding.ids for encoding in encodings], dtype=np.int64)
-    mask = np.array([encoding.attention_mask for encoding in encodings], dtype=np.int64)
+def _token_batches(lengths: list[int], budget: int) -> Iterator[list[int]]:
+    """Row indices, shortest texts first, in groups padding to at most `budget` word pieces each."""
+    batch: list[int] = []
+    for row in sorted(range(len(lengths)), key=lengths.__getitem__):
+        # Ascending order: the row being added is the longest, so it sets the padded width.
+        if batch and (len(batch) + 1) * lengths[row] > budget:
+            yield batch
+            batch = []
+        batch.append(row)
+    if batch:
+        yield batch
+
+
+def _padded(pieces: list[list[int]]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Input ids right-padded with [PAD] (id 0) to the longest, and the mask that hides the padding."""
+    ids = np.zeros((len(pieces), max(len(row) for row in pieces)), dtype=np.int64)
+    mask = np.zeros_like(ids)
+    for index, row in enumerate(pieces):
+        ids[index, : len(row)] = row
+        mask[index, : len(row)] = 1
     return ids, mask
 
 

@@ -65,6 +65,8 @@ def compose_reply(messages: list[dict[str, Any]]) -> str:
     max_words = int(settings.OFFLINE_MAX_WORDS)
     pieces = split_tokens(reply)
     filler_index = 0
+    if settings.OFFLINE_PAD_TO_MAX and words and len(pieces) < max_words:
+        pieces.append("\n\n")
     while len(pieces) < max_words and words and settings.OFFLINE_PAD_TO_MAX:
         pieces.append(f"{words[filler_index % len(words)]} ")
         filler_index += 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 
+from celery import Task
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
@@ -23,9 +24,16 @@ def facts_debounce_key(user_id: int) -> str:
     return f"memory:facts-debounce:{user_id}"
 
 
+def _task(name: str) -> Task:
+    if name not in app.tasks:
+        # Web processes never import tasks modules themselves; load every app's, as a worker does.
+        app.loader.import_default_modules()
+    return app.tasks[name]
+
+
 def _enqueue(name: str, *args: object, countdown: float | None = None) -> None:
     try:
-        app.tasks[name].apply_async(args=args, countdown=countdown)
+        _task(name).apply_async(args=args, countdown=countdown)
     except Exception:  # the reply is stored; follow-up work can be redone by a later turn
         logger.exception("could not queue %s", name)
 

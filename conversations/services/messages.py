@@ -41,6 +41,8 @@ class TurnStart:
     user_message: Message
     assistant_message: Message
     created_conversation: bool
+    # Replies of dead processes found (and marked interrupted) on the way: their watchers are told.
+    reaped: list[Message]
 
 
 def conversation_create(*, owner: User, title: str = DEFAULT_TITLE, model: str = "") -> Conversation:
@@ -101,6 +103,7 @@ def turn_start(*, user: User, conversation_id: str | None, content: object, mode
     try:
         with transaction.atomic():
             conversation, created = _locked_conversation(user, conversation_id, text)
+            reaped = [] if created else messages_reap_interrupted(conversation_id=conversation.pk)
             if Message.objects.filter(conversation=conversation, status=Message.Status.STREAMING).exists():
                 raise TurnRejected("busy", "A reply is still being written in this conversation. Stop it or wait.")
             parent = conversation.active_leaf
@@ -120,7 +123,7 @@ def turn_start(*, user: User, conversation_id: str | None, content: object, mode
             conversation.save(update_fields=["active_leaf", "title", "updated_at"])
     except IntegrityError:
         raise TurnRejected("busy", "A reply is still being written in this conversation. Stop it or wait.") from None
-    return TurnStart(conversation, user_message, assistant, created)
+    return TurnStart(conversation, user_message, assistant, created, reaped)
 
 
 def message_checkpoint(*, message_id: int, content: str, seq: int) -> bool:
@@ -196,24 +199,35 @@ def message_finalize(*, message_id: int, user_id: int | None, outcome: Outcome) 
     return message
 
 
-def messages_reap_interrupted(*, stale_after: timedelta | None = None) -> list[Message]:
-    """Mark replies whose process died mid-stream as interrupted, keeping their checkpointed text."""
+INTERRUPTED_MESSAGE = "The server stopped while this reply was being written; the text so far is kept."
+
+
+def messages_reap_interrupted(
+    *, stale_after: timedelta | None = None, conversation_id: str | uuid.UUID | None = None
+) -> list[Message]:
+    """Mark replies whose process died mid-stream as interrupted, keeping their checkpointed text.
+
+    Stale means no checkpoint or heartbeat for CHAT_STALE_STREAM_SECONDS. Runs from Celery beat,
+    and also wherever a stale row is met (a send, a stop, a resume), so a deployment without beat
+    never leaves a conversation stuck behind a dead reply.
+    """
     window = stale_after or timedelta(seconds=float(settings.CHAT_STALE_STREAM_SECONDS))
     cutoff = timezone.now() - window
+    rows = Message.objects.select_for_update(skip_locked=True).filter(
+        status=Message.Status.STREAMING, updated_at__lt=cutoff
+    )
+    if conversation_id is not None:
+        rows = rows.filter(conversation_id=conversation_id)
     with transaction.atomic():
-        stale = list(
-            Message.objects.select_for_update(skip_locked=True)
-            .filter(status=Message.Status.STREAMING, updated_at__lt=cutoff)
-            .defer("embedding")
-        )
-        ids = [m.pk for m in stale]
-        Message.objects.filter(pk__in=ids).update(
+        stale = list(rows.defer("embedding"))
+        Message.objects.filter(pk__in=[m.pk for m in stale]).update(
             status=Message.Status.INTERRUPTED,
             error_code="interrupted",
-            error_message="The server stopped while this reply was being written; the text so far is kept.",
+            error_message=INTERRUPTED_MESSAGE,
             finished_at=timezone.now(),
         )
     for message in stale:
         message.status = Message.Status.INTERRUPTED
         message.error_code = "interrupted"
+        message.error_message = INTERRUPTED_MESSAGE
     return stale

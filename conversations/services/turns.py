@@ -33,7 +33,7 @@ from conversations.events import (
 )
 from conversations.models import Message
 from conversations.rendering import render_markdown
-from conversations.selectors import message_payload
+from conversations.selectors import done_frame, message_payload
 from conversations.services.messages import Outcome, TurnStart, message_checkpoint, message_finalize, turn_start
 from memory.context import BuiltContext, build_context
 from memory.selectors import context_inputs, memory_enabled
@@ -119,6 +119,8 @@ async def turn_launch(prepared: PreparedTurn, *, client_id: str | None = None) -
         "conversation_id": str(start.conversation.pk),
         "message": message_payload(start.assistant_message),
     }
+    for reaped in start.reaped:
+        await publish(str(start.conversation.pk), done_frame(reaped))
     await layer.group_send(group, {"type": "chat.frame", "frame": user_event})
     await layer.group_send(group, {"type": "chat.frame", "frame": assistant_event})
     generation = Generation(

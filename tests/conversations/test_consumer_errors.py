@@ -75,8 +75,10 @@ async def test_an_oversized_frame_is_refused(socket: Socket, settings: Any) -> N
 
 async def test_a_missing_conversation_is_refused(socket: Socket) -> None:
     missing = "0b7a4f9e-8a6e-4c43-9f0a-8d3c2f4b1a11"
-    reply = await expect_error(socket, {"type": "send", "conversation_id": missing, "content": "hi"}, "not_found")
-    assert reply["conversation_id"] == missing
+    reply = await expect_error(
+        socket, {"type": "send", "conversation_id": missing, "content": "hi", "client_id": "k-9"}, "not_found"
+    )
+    assert (reply["conversation_id"], reply["client_id"]) == (missing, "k-9"), "the client can tell what failed"
 
 
 async def test_another_users_conversation_is_refused_everywhere(socket: Socket, other_user: Any) -> None:
@@ -123,9 +125,9 @@ async def test_an_anonymous_socket_is_closed() -> None:
     from chatproject.asgi import application
 
     communicator = WebsocketCommunicator(application, "/ws/chat/", headers=[(b"origin", b"http://testserver")])
-    connected, code = await communicator.connect()
-    assert not connected
-    assert code == 4401
+    await communicator.connect()
+    closed = await communicator.receive_output(timeout=5)
+    assert closed == {"type": "websocket.close", "code": 4401}, "4401 tells the page to sign in again"
 
 
 async def test_a_socket_from_a_foreign_origin_is_refused(user: Any) -> None:
@@ -171,3 +173,29 @@ async def test_an_interrupted_reply_frees_the_conversation_for_a_new_turn(socket
     await socket.send({"type": "send", "conversation_id": str(orphan.conversation_id), "content": "try again"})
     frames = await socket.receive_until(lambda f: f["type"] in {"done", "error"})
     assert frames[-1]["type"] == "done" and frames[-1]["status"] == "complete"
+
+
+async def test_a_send_behind_a_dead_reply_reaps_it_and_goes_ahead(socket: Socket, user: Any) -> None:
+    orphan = await orphaned_reply(user, heartbeat_age=timedelta(minutes=5))
+    await socket.send({"type": "send", "conversation_id": str(orphan.conversation_id), "content": "hello?"})
+    frames = await socket.receive_until(lambda f: f["type"] == "done" and f["message_id"] != orphan.pk)
+    told = next(f for f in frames if f["type"] == "done" and f["message_id"] == orphan.pk)
+    assert told["status"] == "interrupted" and told["content"] == "half an ans"
+    assert frames[-1]["status"] == "complete"
+
+
+async def test_stop_of_a_dead_reply_marks_it_interrupted(socket: Socket, user: Any) -> None:
+    orphan = await orphaned_reply(user, heartbeat_age=timedelta(minutes=5))
+    await socket.send({"type": "subscribe", "conversation_id": str(orphan.conversation_id)})
+    await socket.receive()
+    await socket.send({"type": "stop", "conversation_id": str(orphan.conversation_id), "message_id": orphan.pk})
+    done = await socket.receive()
+    assert (done["type"], done["message_id"], done["status"]) == ("done", orphan.pk, "interrupted")
+
+
+async def test_a_live_reply_of_another_process_is_not_reaped_by_a_send(socket: Socket, user: Any) -> None:
+    alive = await orphaned_reply(user, heartbeat_age=timedelta(seconds=1))
+    reply = await expect_error(
+        socket, {"type": "send", "conversation_id": str(alive.conversation_id), "content": "hi"}, "busy"
+    )
+    assert reply["conversation_id"] == str(alive.conversation_id)
