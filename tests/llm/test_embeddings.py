@@ -13,6 +13,7 @@ import math
 import struct
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,31 @@ def test_a_long_run_of_whitespace_does_not_hide_the_words_after_it() -> None:
     assert embeddings.embed_one(" " * 50_000 + "hello world") == pytest.approx(
         embeddings.embed_one("hello world"), abs=1e-6
     )
+
+
+def test_calls_are_split_so_no_onnxruntime_run_pads_past_the_token_budget() -> None:
+    lengths = [256, 12, 40, 256, 7, 90, 12, 300]
+    batches = list(embeddings._token_batches(lengths, 512))
+    assert sorted(row for batch in batches for row in batch) == list(range(len(lengths)))
+    for batch in batches:
+        assert len(batch) == 1 or len(batch) * max(lengths[row] for row in batch) <= 512
+    assert [lengths[batch[0]] for batch in batches] == sorted(lengths[batch[0]] for batch in batches)
+
+
+def test_threads_racing_to_the_first_embed_load_the_model_once(settings: Any, monkeypatch: Any) -> None:
+    settings.EMBEDDING_THREADS = 1  # a changed setting: the next use builds a fresh, unloaded backend
+    loads: list[int] = []
+    real_load = embeddings._load_runtime
+
+    def counting_load() -> Any:
+        loads.append(1)
+        return real_load()
+
+    monkeypatch.setattr(embeddings, "_load_runtime", counting_load)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(embeddings.embed_one, [PASSWORD] * 8))
+    assert len(loads) == 1
+    assert all(result == pytest.approx(results[0], abs=1e-6) for result in results)
 
 
 def test_a_bare_string_is_refused() -> None:
