@@ -7,6 +7,7 @@ DATABASE_URL, REDIS_URL and the LLM variables (see README).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -231,6 +232,30 @@ SUMMARY_SCAN_LIMIT = env_int("SUMMARY_SCAN_LIMIT", 5000)
 FACTS_DEBOUNCE_SECONDS = env_float("FACTS_DEBOUNCE_SECONDS", 20.0)
 FACTS_BATCH = env_int("FACTS_BATCH", 50)
 FACTS_DEDUP_THRESHOLD = env_float("FACTS_DEDUP_THRESHOLD", 0.9)
+
+# --- Guardrails and moderation (DESIGN.md §7) ----------------------------------------------------
+MODERATION_ENABLED = env_bool("MODERATION_ENABLED", True)
+# "inline": check the reply on each chunk before it is shown, stopping it on a block; "after": check
+# the finished reply in a background task and flag it for review; "both".
+MODERATION_OUTPUT_MODE = env_str("MODERATION_OUTPUT_MODE", "inline")
+# Personal data found in a user's message is redacted in what the model receives; with this on, the
+# stored message is redacted too (the user then sees the redaction in their history).
+MODERATION_REDACT_STORED_INPUT = env_bool("MODERATION_REDACT_STORED_INPUT", False)
+# A per-deployment token in the system prompt that no reply has a reason to repeat.
+MODERATION_CANARY = env_str(
+    "MODERATION_CANARY", "cn-" + hashlib.sha256(f"canary:{SECRET_KEY}".encode()).hexdigest()[:16]
+)
+MODERATION_DETECTORS: list[dict[str, Any]] = env_json(
+    "MODERATION_DETECTORS",
+    [
+        {
+            "name": "leakage",
+            "path": "moderation.detectors.leakage.LeakageDetector",
+            "threshold": 0.5,
+            "actions": {"output_inline": "block", "output_after": "flag"},
+        },
+    ],
+)
 
 LOGGING = {
     "version": 1,

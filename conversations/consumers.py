@@ -142,7 +142,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
         )
         # Join before the first delta is published, or this socket would miss the start.
         await self._watch(str(prepared.start.conversation.pk))
-        await turn_launch(prepared, client_id=client_id)
+        generation = await turn_launch(prepared, client_id=client_id)
+        if generation is None and prepared.input_verdict.blocked:
+            await self.send_json(
+                error_event(
+                    "blocked",
+                    prepared.input_verdict.explanation(),
+                    conversation_id=str(prepared.start.conversation.pk),
+                    message_id=prepared.start.user_message.pk,
+                    client_id=client_id,
+                )
+            )
 
     async def on_stop(self, event: dict[str, Any]) -> None:
         conversation = await self._authorized(event.get("conversation_id"))

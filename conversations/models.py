@@ -54,6 +54,9 @@ class Message(models.Model):
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
     role = models.CharField(max_length=16, choices=Role.choices)
     content = models.TextField(blank=True, default="")
+    # What models receive when it differs from `content`: personal data redacted by the guardrails.
+    # The user sees what they wrote; no model, now or in a later turn or task, sees the original.
+    redacted_content = models.TextField(blank=True, default="")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
     # Number of the last streamed delta whose text is included in `content`.
     seq = models.PositiveIntegerField(default=0)
@@ -95,6 +98,10 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role}: {self.content[:60]}"
+
+    @property
+    def model_content(self) -> str:
+        return self.redacted_content or self.content
 
     @property
     def is_final(self) -> bool:

@@ -60,7 +60,7 @@ WITH RECURSIVE path(id, parent_id, depth) AS (
     FROM conversations_message m JOIN path p ON m.id = p.parent_id
     WHERE p.depth + 1 < %(limit)s AND m.id <> %(boundary)s
 )
-SELECT m.id, m.conversation_id, m.parent_id, m.role, m.content, m.status, m.created_at
+SELECT m.id, m.conversation_id, m.parent_id, m.role, m.content, m.redacted_content, m.status, m.created_at
 FROM path JOIN conversations_message m ON m.id = path.id
 ORDER BY path.depth DESC
 """

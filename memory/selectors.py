@@ -55,12 +55,13 @@ def recall_turns(
         rows = list(
             Message.objects.filter(conversation_id=conversation_id, role__in=CHAT_ROLES, embedding__isnull=False)
             .exclude(pk__in=exclude_ids)
+            .exclude(status=Message.Status.BLOCKED)
             .annotate(distance=CosineDistance("embedding", list(query)))
             .order_by("distance")
-            .values("pk", "role", "content", "distance")[:limit]
+            .values("pk", "role", "content", "redacted_content", "distance")[:limit]
         )
     return [
-        Recalled(Turn(row["role"], row["content"], row["pk"]), 1.0 - float(row["distance"]))
+        Recalled(Turn(row["role"], row["redacted_content"] or row["content"], row["pk"]), 1.0 - float(row["distance"]))
         for row in rows
         if 1.0 - float(row["distance"]) >= threshold
     ]
@@ -101,7 +102,11 @@ def context_inputs(
         if parent_id is not None
         else []
     )
-    turns = [Turn(m.role, m.content, m.pk) for m in history if m.role in CHAT_ROLES and m.content]
+    turns = [
+        Turn(m.role, m.model_content, m.pk)
+        for m in history
+        if m.role in CHAT_ROLES and m.content and m.status != Message.Status.BLOCKED
+    ]
     recalled: list[Recalled] = []
     facts: list[Fact] = []
     if query is not None:

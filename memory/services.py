@@ -44,13 +44,17 @@ class MemoryError(Exception):
 
 def message_embed(*, message_id: int) -> bool:
     """Store the embedding of a finished message; False when there was nothing to do."""
-    message = Message.objects.filter(pk=message_id).only("content", "status", "embedding_model", "role").first()
+    message = (
+        Message.objects.filter(pk=message_id)
+        .only("content", "redacted_content", "status", "embedding_model", "role")
+        .first()
+    )
     if message is None or message.status not in EMBEDDABLE_STATUSES or not message.content.strip():
         return False
     name = embeddings.model_name()
     if message.embedding_model == name:
         return False
-    vector = embeddings.embed_one(message.content)
+    vector = embeddings.embed_one(message.model_content)
     updated = (
         Message.objects.filter(pk=message_id)
         .exclude(embedding_model=name)
@@ -82,7 +86,7 @@ def _summary_plan(conversation: Conversation) -> SummaryPlan | None:
     window = int(settings.CONTEXT_RECENT_TURNS) * 2
     outside = [m for m in tail[: max(len(tail) - window, 0)] if m.status != Message.Status.STREAMING]
     turns = [m for m in outside if m.role in CHAT_ROLES and m.content]
-    costs = [gateway.count_text_tokens(m.content, conversation.model or None) for m in turns]
+    costs = [gateway.count_text_tokens(m.model_content, conversation.model or None) for m in turns]
     if sum(costs) < int(settings.SUMMARY_TRIGGER_TOKENS):
         return None
     covered: list[Message] = []
@@ -105,7 +109,7 @@ def summary_refresh(*, conversation_id: str | UUID) -> ConversationSummary | Non
         return None
     previous_text = plan.previous.text if plan.previous else ""
     prompt = summary_prompt(
-        previous_text, [(m.role, m.content) for m in plan.covered], max_words=int(settings.SUMMARY_MAX_WORDS)
+        previous_text, [(m.role, m.model_content) for m in plan.covered], max_words=int(settings.SUMMARY_MAX_WORDS)
     )
     text, usage = async_to_sync(gateway.complete)(
         prompt, model=_background_model(), purpose="summary", user=str(conversation.owner_id)
@@ -155,7 +159,7 @@ def _pending_user_messages(user_id: int, after_id: int) -> list[Message]:
             pk__gt=after_id,
         )
         .exclude(status=Message.Status.BLOCKED)
-        .only("id", "content")
+        .only("id", "content", "redacted_content")
         .order_by("id")[: int(settings.FACTS_BATCH)]
     )
 
@@ -172,7 +176,7 @@ def facts_extract(*, user_id: int) -> list[UserFact]:
     if not messages:
         return []
     existing = [fact.text for fact in UserFact.objects.filter(user_id=user_id, status=UserFact.Status.ACTIVE)]
-    prompt = facts_prompt(existing, [(m.pk, m.content) for m in messages])
+    prompt = facts_prompt(existing, [(m.pk, m.model_content) for m in messages])
     reply, usage = async_to_sync(gateway.complete)(
         prompt, model=_background_model(), purpose="facts", user=str(user_id)
     )

@@ -16,6 +16,7 @@ from django.core.cache import cache
 from django.db import transaction
 
 from chatproject.celery import app
+from moderation.pipeline import after_output_enabled
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,11 @@ def _enqueue(name: str, *args: object, countdown: float | None = None) -> None:
 
 
 def reply_followups(*, message_id: int, conversation_id: str, user_id: int, temporary: bool) -> None:
+    check_after = after_output_enabled()
+
     def enqueue() -> None:
+        if check_after:
+            _enqueue("moderation.tasks.check_reply", message_id)
         _enqueue("memory.tasks.embed_message", message_id)
         _enqueue("memory.tasks.refresh_summary", conversation_id)
         if temporary:

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from conversations.models import Conversation, Message, UsageRecord
 from conversations.services.followups import reply_followups
+from moderation.services import user_is_suspended
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -39,10 +40,17 @@ NOT_FOUND = ("not_found", "That conversation does not exist or is not yours.")
 class TurnStart:
     conversation: Conversation
     user_message: Message
-    assistant_message: Message
+    assistant_message: Message | None  # None when the user's message was blocked
     created_conversation: bool
     # Replies of dead processes found (and marked interrupted) on the way: their watchers are told.
     reaped: list[Message]
+
+
+def user_must_be_allowed_to_send(*, user: User) -> None:
+    if user_is_suspended(user_id=user.pk):
+        raise TurnRejected(
+            "suspended", "Your account is suspended, so you cannot send messages. Contact the operator."
+        )
 
 
 def conversation_create(*, owner: User, title: str = DEFAULT_TITLE, model: str = "") -> Conversation:
@@ -93,11 +101,20 @@ def _locked_conversation(user: User, conversation_id: str | None, content: str) 
     return conversation, False
 
 
-def turn_start(*, user: User, conversation_id: str | None, content: object, model: str) -> TurnStart:
+def turn_start(
+    *,
+    user: User,
+    conversation_id: str | None,
+    content: object,
+    model: str,
+    blocked: bool = False,
+    redacted_content: str = "",
+) -> TurnStart:
     """Store the user's message and an empty assistant reply (status streaming), atomically.
 
     The conversation row is locked so two sends racing from two tabs cannot both start a reply;
-    the partial unique index on streaming messages backs that up at the database level.
+    the partial unique index on streaming messages backs that up at the database level. A message
+    the input guardrails blocked is stored with status `blocked` and gets no reply.
     """
     text = validate_content(content)
     try:
@@ -108,17 +125,24 @@ def turn_start(*, user: User, conversation_id: str | None, content: object, mode
                 raise TurnRejected("busy", "A reply is still being written in this conversation. Stop it or wait.")
             parent = conversation.active_leaf
             user_message = Message.objects.create(
-                conversation=conversation, parent=parent, role=Message.Role.USER, content=text
-            )
-            assistant = Message.objects.create(
                 conversation=conversation,
-                parent=user_message,
-                role=Message.Role.ASSISTANT,
-                status=Message.Status.STREAMING,
-                model=model,
+                parent=parent,
+                role=Message.Role.USER,
+                content=text,
+                redacted_content=redacted_content if redacted_content != text else "",
+                status=Message.Status.BLOCKED if blocked else Message.Status.COMPLETE,
             )
-            conversation.active_leaf = assistant
-            if conversation.title == DEFAULT_TITLE:
+            assistant = None
+            if not blocked:
+                assistant = Message.objects.create(
+                    conversation=conversation,
+                    parent=user_message,
+                    role=Message.Role.ASSISTANT,
+                    status=Message.Status.STREAMING,
+                    model=model,
+                )
+            conversation.active_leaf = assistant or user_message
+            if conversation.title == DEFAULT_TITLE and not blocked:
                 conversation.title = title_from(text)
             conversation.save(update_fields=["active_leaf", "title", "updated_at"])
     except IntegrityError:

@@ -34,14 +34,28 @@ from conversations.events import (
 from conversations.models import Message
 from conversations.rendering import render_markdown
 from conversations.selectors import done_frame, message_payload
-from conversations.services.messages import Outcome, TurnStart, message_checkpoint, message_finalize, turn_start
+from conversations.services.messages import (
+    Outcome,
+    TurnStart,
+    message_checkpoint,
+    message_finalize,
+    turn_start,
+    user_must_be_allowed_to_send,
+    validate_content,
+)
 from memory.context import BuiltContext, build_context
 from memory.selectors import context_inputs, memory_enabled
+from moderation import pipeline as moderation_pipeline
+from moderation.detectors.base import Action
+from moderation.pipeline import Stage, Verdict
+from moderation.services import flags_record
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
 logger = logging.getLogger(__name__)
+# How much of the already-shown text the inline guardrails see again with each new chunk.
+INLINE_GUARD_TAIL_CHARS = 400
 
 # Generations running in this process, by assistant message id: stop and snapshot requests from
 # local sockets are served from here without a channel-layer round trip.
@@ -59,31 +73,34 @@ def running_generations() -> list[Generation]:
 @dataclass(frozen=True)
 class PreparedTurn:
     start: TurnStart
-    context: BuiltContext
     model: str
+    context: BuiltContext | None  # None when the input guardrails blocked the message
+    input_verdict: Verdict
 
 
-def _embed_query(message: Message) -> list[float] | None:
-    """Embed the user's message once: the retrieval query now, its stored vector later."""
+def _embed(text: str) -> list[float] | None:
     try:
-        vector = embeddings.embed_one(message.content)
-    except Exception:  # retrieval is an improvement, not a requirement: answer without it
-        logger.exception("could not embed message %s", message.pk)
+        return embeddings.embed_one(text)
+    except Exception:  # retrieval and the learned guardrails improve a turn; they must not fail it
+        logger.exception("could not embed a message")
         return None
-    Message.objects.filter(pk=message.pk).update(embedding=vector, embedding_model=embeddings.model_name())
-    return vector
 
 
-def _context_for(start: TurnStart, model: str) -> BuiltContext:
+def _store_embedding(message: Message, vector: list[float] | None) -> None:
+    if vector is not None:
+        Message.objects.filter(pk=message.pk).update(embedding=vector, embedding_model=embeddings.model_name())
+
+
+def _context_for(start: TurnStart, model: str, prompt_text: str, query: list[float] | None) -> BuiltContext:
     conversation = start.conversation
     use_memory = not conversation.temporary and memory_enabled(user_id=conversation.owner_id)
     inputs = context_inputs(
         user_id=conversation.owner_id,
         conversation_id=conversation.pk,
         parent_id=start.user_message.parent_id,
-        system_prompt=settings.LLM_SYSTEM_PROMPT,
-        user_message=start.user_message.content,
-        query=_embed_query(start.user_message),
+        system_prompt=moderation_pipeline.system_prompt(),
+        user_message=prompt_text,
+        query=query,
         use_memory=use_memory,
         exclude_ids=[start.user_message.pk],
     )
@@ -96,35 +113,69 @@ def _context_for(start: TurnStart, model: str) -> BuiltContext:
 
 
 def turn_prepare(*, user: User, conversation_id: str | None, content: object) -> PreparedTurn:
-    """Synchronous part of a turn: validate, store both messages, build the prompt."""
+    """Synchronous part of a turn: check, guard, store the messages, build the prompt.
+
+    The message is embedded once: the vector feeds the learned guardrails, is the retrieval
+    query, and is stored on the row.
+    """
+    user_must_be_allowed_to_send(user=user)
+    text = validate_content(content)
     model = default_model().name
-    start = turn_start(user=user, conversation_id=conversation_id, content=content, model=model)
-    return PreparedTurn(start=start, context=_context_for(start, model), model=model)
+    vector = _embed(text)
+    verdict = moderation_pipeline.run(
+        text,
+        stage=Stage.INPUT,
+        context=moderation_pipeline.default_context(user_id=user.pk, extra={"embedding": vector}),
+    )
+    redacted = verdict.action is Action.REDACT
+    stored = verdict.text if redacted and settings.MODERATION_REDACT_STORED_INPUT else text
+    start = turn_start(
+        user=user,
+        conversation_id=conversation_id,
+        content=stored,
+        model=model,
+        blocked=verdict.blocked,
+        redacted_content=verdict.text if redacted else "",
+    )
+    flags_record(
+        verdict=verdict,
+        user_id=user.pk,
+        conversation_id=start.conversation.pk,
+        message_id=start.user_message.pk,
+    )
+    if verdict.blocked:
+        return PreparedTurn(start=start, model=model, context=None, input_verdict=verdict)
+    if redacted:
+        # The vector of what was stored and sent, never of the personal data it no longer holds.
+        vector = _embed(verdict.text)
+    _store_embedding(start.user_message, vector)
+    context = _context_for(start, model, verdict.text, vector)
+    return PreparedTurn(start=start, model=model, context=context, input_verdict=verdict)
 
 
-async def turn_launch(prepared: PreparedTurn, *, client_id: str | None = None) -> Generation:
-    """Announce the new messages to the conversation's sockets and start generating."""
-    start = prepared.start
-    group = conversation_group(str(start.conversation.pk))
-    layer = get_channel_layer()
-    user_event: MessageCreatedEvent = {
+def _created(start: TurnStart, message: Message, client_id: str | None = None) -> MessageCreatedEvent:
+    event: MessageCreatedEvent = {
         "type": "message.created",
         "conversation_id": str(start.conversation.pk),
-        "message": message_payload(start.user_message),
+        "message": message_payload(message),
     }
     if client_id:
-        user_event["client_id"] = client_id
-    assistant_event: MessageCreatedEvent = {
-        "type": "message.created",
-        "conversation_id": str(start.conversation.pk),
-        "message": message_payload(start.assistant_message),
-    }
+        event["client_id"] = client_id
+    return event
+
+
+async def turn_launch(prepared: PreparedTurn, *, client_id: str | None = None) -> Generation | None:
+    """Announce the new messages to the conversation's sockets and start generating."""
+    start = prepared.start
+    conversation_id = str(start.conversation.pk)
     for reaped in start.reaped:
-        await publish(str(start.conversation.pk), done_frame(reaped))
-    await layer.group_send(group, {"type": "chat.frame", "frame": user_event})
-    await layer.group_send(group, {"type": "chat.frame", "frame": assistant_event})
+        await publish(conversation_id, done_frame(reaped))
+    await publish(conversation_id, _created(start, start.user_message, client_id))
+    if start.assistant_message is None or prepared.context is None:
+        return None
+    await publish(conversation_id, _created(start, start.assistant_message))
     generation = Generation(
-        conversation_id=str(start.conversation.pk),
+        conversation_id=conversation_id,
         message_id=start.assistant_message.pk,
         user_id=int(start.conversation.owner_id),
         model=prepared.model,
@@ -159,6 +210,9 @@ class Generation:
     _stop_requested: bool = False
     _reader: asyncio.Task[None] | None = None
     _finished: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set when the inline output guardrails stopped the reply; the chunk that tripped them is unseen.
+    blocked_by: Verdict | None = None
+    _guard_inline: bool = field(default_factory=lambda: moderation_pipeline.inline_output_enabled())
 
     # --- public ---------------------------------------------------------------------------------
 
@@ -214,6 +268,9 @@ class Generation:
             status = Message.Status.FAILED
             error = {"code": "internal", "message": "Something went wrong while writing this reply.", "retryable": True}
         finally:
+            if self.blocked_by is not None:
+                status = Message.Status.BLOCKED
+                error = {"code": "blocked_output", "message": self.blocked_by.explanation(), "retryable": False}
             checkpoints.cancel()
             control.cancel()
             try:
@@ -258,6 +315,8 @@ class Generation:
             return
         text = "".join(self._pending)
         self._pending.clear()
+        if self.blocked_by is not None or (self._guard_inline and self._trips_guardrails(text)):
+            return
         self.seq += 1
         self.parts.append(text)
         self._last_flush = time.monotonic()
@@ -269,6 +328,21 @@ class Generation:
             "text": text,
         }
         await publish(self.conversation_id, frame)
+
+    def _trips_guardrails(self, text: str) -> bool:
+        """Check a chunk before anyone sees it, with the end of the text before it (a phrase can
+        straddle two chunks). Only cheap detectors run here; the rest run after the reply."""
+        tail = self.parts[-1][-INLINE_GUARD_TAIL_CHARS:] if self.parts else ""
+        verdict = moderation_pipeline.run(
+            tail + text,
+            stage=Stage.OUTPUT_INLINE,
+            context=moderation_pipeline.default_context(user_id=self.user_id, conversation_id=self.conversation_id),
+        )
+        if not verdict.blocked:
+            return False
+        self.blocked_by = verdict
+        self.request_stop()
+        return True
 
     async def _checkpoint_loop(self) -> None:
         saved_seq = 0
@@ -330,6 +404,13 @@ def _finalize_sync(generation: Generation, args: dict[str, Any], usage: Usage | 
         **args,
     )
     message_finalize(message_id=generation.message_id, user_id=generation.user_id, outcome=outcome)
+    if generation.blocked_by is not None:
+        flags_record(
+            verdict=generation.blocked_by,
+            user_id=generation.user_id,
+            conversation_id=generation.conversation_id,
+            message_id=generation.message_id,
+        )
     return {
         "type": "done",
         "conversation_id": generation.conversation_id,

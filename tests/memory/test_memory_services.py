@@ -218,3 +218,11 @@ def test_retrieval_finds_the_planted_turn_among_500(user: User) -> None:
     )
     assert messages[34].pk in [r.turn.message_id for r in found]
     assert found[0].turn.content.startswith("Please remember")
+
+
+def test_background_tasks_send_models_the_redacted_text(user: User, upstream_model: Any) -> None:
+    conversation, messages = conversation_with_turns(user, [("my email is ada@example.org, my name is Ada", "ok")])
+    Message.objects.filter(pk=messages[0].pk).update(redacted_content="my email is [EMAIL], my name is Ada")
+    extract_facts(user.pk)
+    sent = str(upstream_model.last_request())
+    assert "[EMAIL]" in sent and "ada@example.org" not in sent
