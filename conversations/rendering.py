@@ -37,14 +37,23 @@ def _parser() -> MarkdownIt:
     md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
     md.enable("table").enable("strikethrough")
     md.add_render_rule("image", _render_image_as_link)
+    md.add_render_rule("link_open", _render_link_with_destination)
     return md
+
+
+def _render_link_with_destination(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
+    """Links show where they go on hover: a reply can hide data in a URL the text disguises."""
+    token = tokens[idx]
+    if not token.attrGet("title"):
+        token.attrSet("title", str(token.attrGet("href") or ""))
+    return str(self.renderToken(tokens, idx, options, env))
 
 
 def _render_image_as_link(self: object, tokens: Any, idx: int, options: Any, env: Any) -> str:
     token = tokens[idx]
     src = str(token.attrGet("src") or "")
     alt = token.content or "image"
-    return f'<a href="{escape(src, quote=True)}">[image: {escape(alt)}]</a>'
+    return f'<a href="{escape(src, quote=True)}" title="{escape(src, quote=True)}">[image: {escape(alt)}]</a>'
 
 
 def render_markdown(text: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
+from uuid import UUID
 
 from django.db import transaction
 from django.utils import timezone
@@ -53,7 +54,7 @@ def _pii_spans(verdict: Verdict) -> list[Span]:
 
 
 def flags_record(
-    *, verdict: Verdict, user_id: int | None, conversation_id: object = None, message_id: int | None = None
+    *, verdict: Verdict, user_id: int | None, conversation_id: str | UUID | None = None, message_id: int | None = None
 ) -> list[Flag]:
     """One flag per non-allow finding of a verdict, with the text masked for reviewers."""
     hits = verdict.reportable
