@@ -220,6 +220,9 @@ def build_context(inputs: ContextInputs, *, window: int, reserved_output: int, c
         older, older_tokens = _take_newest(older_pool, budget, count)
 
     system = _system_message(system_prompt, facts, summary_text, recalled)
+    if not (facts or summary_text or recalled):
+        # The data rule was budgeted in case memory came in; none did, so it was not sent.
+        system_tokens = count([system])
     messages: list[ChatMessage] = [system, *(_turn_message(t) for t in [*older, *recent])]
     messages.append({"role": "user", "content": user_text})
 

@@ -282,8 +282,10 @@ def fact_delete(*, user: User, fact_id: int) -> None:
 
 
 def facts_delete_all(*, user: User) -> int:
-    deleted, _ = UserFact.objects.filter(user=user).delete()
-    return deleted
+    """Erase every fact of the user, proposed ones too; returns how many the user could see."""
+    visible = UserFact.objects.filter(user=user, status=UserFact.Status.ACTIVE).count()
+    UserFact.objects.filter(user=user).delete()
+    return visible
 
 
 def memory_set_enabled(*, user: User, enabled: bool) -> MemoryProfile:

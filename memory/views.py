@@ -207,7 +207,7 @@ def facts_remove_all(request: HttpRequest) -> HttpResponse:
         return JsonResponse({"deleted": deleted})
     if deleted == 0:
         return _back(request, "There were no memories to delete.")
-    return _back(request, f"Deleted all {deleted} memor{'y' if deleted == 1 else 'ies'}.")
+    return _back(request, "Deleted your one memory." if deleted == 1 else f"Deleted all {deleted} memories.")
 
 
 # --- the context gauge under each reply ----------------------------------------------------------
@@ -227,11 +227,12 @@ DROPPED_NOUNS = {"recent": "recent turn", "recalled": "recalled turn", "facts": 
 
 
 def compact_tokens(n: int) -> str:
-    """2104 -> "2.1k", 8192 -> "8k", 128000 -> "128k", 1_048_576 -> "1M"; chat.js formats alike."""
+    """2104 -> "2.1k", 8192 -> "8k", 128000 -> "128k", 131072 -> "128k", 1_048_576 -> "1M"; chat.js alike."""
     if n < 1000:
         return str(n)
-    if n % 1024 == 0 and n < 1024 * 1024:
-        return f"{n // 1024}k"
+    kibi = n // 1024
+    if n % 1024 == 0 and kibi < 1024 and kibi & (kibi - 1) == 0:  # windows sized 2^k: 8192 is "8k"
+        return f"{kibi}k"
     if n < 10_000:
         return f"{n / 1000:.1f}".removesuffix(".0") + "k"
     if n < 1_000_000:

@@ -80,6 +80,10 @@ function formatNumber(n) {
   return Number(n).toLocaleString("en-US");
 }
 
+function plural(count, noun) {
+  return `${formatNumber(count)} ${noun}${count === 1 ? "" : "s"}`;
+}
+
 // --- scrolling --------------------------------------------------------------------------------
 
 let stickToBottom = true;
@@ -154,6 +158,7 @@ function appendUserMessage(content) {
 
 function appendAssistantMessage(payload) {
   const el = $("#tpl-message-assistant").content.firstElementChild.cloneNode(true);
+  el.id = `m-${payload.id}`;
   el.dataset.messageId = String(payload.id);
   el.dataset.seq = String(payload.seq || 0);
   $(".meta-model", el).textContent = payload.model || "";
@@ -197,6 +202,200 @@ function enhance(body) {
     wrap.append(copy, pre);
   }
 }
+
+// --- the context gauge under a reply ---------------------------------------------------------
+// The same numbers and markup as templates/partials/context_gauge.html (memory.views.context_gauge).
+
+const TIERS = [
+  ["system", "Instructions"],
+  ["user", "Your message"],
+  ["recent", "Recent turns"],
+  ["summary", "Summary"],
+  ["recalled", "Recalled turns"],
+  ["facts", "Facts"],
+  ["older", "Older turns"],
+];
+const COUNTED = { recent: "turn", recalled: "turn", facts: "fact", older: "turn" };
+const DROPPED_NOUNS = { recent: "recent turn", recalled: "recalled turn", facts: "fact", older: "older turn" };
+
+function compactTokens(n) {
+  const trim = (x) => x.toFixed(1).replace(/\.0$/, "");
+  if (n < 1000) return String(n);
+  const kibi = Math.floor(n / 1024);
+  if (n % 1024 === 0 && kibi < 1024 && (kibi & (kibi - 1)) === 0) return `${kibi}k`; // 8192 is "8k"
+  if (n < 10000) return `${trim(n / 1000)}k`;
+  if (n < 1000000) return `${Math.round(n / 1000)}k`;
+  if (n % (1024 * 1024) === 0) return `${n / (1024 * 1024)}M`;
+  return `${trim(n / 1000000)}M`;
+}
+
+function contextGauge(report, replyTokens) {
+  if (!report || typeof report !== "object" || !Object.keys(report).length) return null;
+  const int = (v) => Math.max(Number.parseInt(v, 10) || 0, 0);
+  const window_ = int(report.window);
+  const budget = int(report.budget);
+  const used = int(report.tokens_used);
+  const tiers = report.tiers || {};
+  const included = report.included || {};
+  const droppedCounts = report.dropped || {};
+  const share = (tokens) => (window_ ? Math.min((tokens / window_) * 100, 100) : 0);
+  const segments = [];
+  const brief = [];
+  for (const [key, label] of TIERS) {
+    const tokens = int(tiers[key]);
+    if (tokens === 0 && key !== "system" && key !== "user") continue;
+    segments.push({
+      key,
+      label,
+      tokens,
+      count: COUNTED[key] ? plural(int(included[key]), COUNTED[key]) : "",
+      percent: share(tokens),
+    });
+    if (key === "recent" || key === "summary") brief.push(`${key} ${formatNumber(tokens)}`);
+    else if (key === "recalled") brief.push(`recalled ${plural(int(included[key]), "turn")}`);
+    else if (key === "facts") brief.push(`facts ${int(included[key])}`);
+    else if (key === "older") brief.push(`older ${plural(int(included[key]), "turn")}`);
+  }
+  const dropped = Object.entries(DROPPED_NOUNS)
+    .filter(([key]) => droppedCounts[key])
+    .map(([key, noun]) => plural(int(droppedCounts[key]), noun));
+  if (int(droppedCounts.summary)) dropped.unshift("the summary");
+  for (const item of dropped) brief.push(`dropped ${item}`);
+  const ratio = budget ? used / budget : 0;
+  let title = `Context: ${formatNumber(used)} of ${formatNumber(window_)} tokens`;
+  if (brief.length) title += " · " + brief.join(" · ");
+  return {
+    used,
+    window: window_,
+    reserved: Math.max(window_ - budget, 0),
+    level: ratio >= 0.9 ? "full" : ratio >= 0.7 ? "high" : "ok",
+    segments,
+    dropped,
+    truncated: Boolean(report.truncated_user_message),
+    title,
+    replyTokens: replyTokens ? Number(replyTokens) : 0,
+  };
+}
+
+function make(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function showGauge(messageEl, gauge) {
+  const meta = $(".message-meta", messageEl);
+  $(".context-gauge", meta)?.remove();
+  $(".meta-tokens", meta).textContent = "";
+
+  const details = make("details", "context-gauge");
+  details.dataset.testid = "context-gauge";
+  details.dataset.level = gauge.level;
+  const summary = make("summary", "gauge");
+  summary.title = gauge.title;
+  summary.setAttribute(
+    "aria-label",
+    `Context: ${formatNumber(gauge.used)} of ${formatNumber(gauge.window)} tokens used. Show the breakdown`,
+  );
+  const bar = make("span", "gauge-bar");
+  bar.setAttribute("aria-hidden", "true");
+  for (const segment of gauge.segments) {
+    const part = make("span", `gauge-seg seg-${segment.key}`);
+    part.style.width = `${segment.percent.toFixed(2)}%`;
+    bar.append(part);
+  }
+  const label = make("span", "gauge-label", `${compactTokens(gauge.used)} / ${compactTokens(gauge.window)} tokens`);
+  label.dataset.testid = "context-gauge-label";
+  summary.append(bar, label);
+
+  const panel = make("div", "gauge-panel");
+  panel.dataset.testid = "context-breakdown";
+  const head = make("p", "gauge-head");
+  head.append(make("strong", "", "Context window"), make("span", "", `${formatNumber(gauge.used)} / ${formatNumber(gauge.window)}`));
+  const rows = make("ul", "gauge-tiers");
+  for (const segment of gauge.segments) {
+    const row = make("li");
+    const dot = make("span", `gauge-dot seg-${segment.key}`);
+    dot.setAttribute("aria-hidden", "true");
+    row.append(
+      dot,
+      make("span", "gauge-tier", segment.label),
+      make("span", "gauge-count", segment.count),
+      make("span", "gauge-tokens", formatNumber(segment.tokens)),
+    );
+    rows.append(row);
+  }
+  panel.append(head, rows);
+  panel.append(
+    gauge.dropped.length
+      ? make("p", "gauge-note gauge-dropped", `Left out to fit: ${gauge.dropped.join(", ")}.`)
+      : make("p", "gauge-note", "Nothing was left out."),
+  );
+  if (gauge.truncated) panel.append(make("p", "gauge-note gauge-dropped", "Your message was shortened to fit."));
+  const reply = gauge.replyTokens ? `, which used ${formatNumber(gauge.replyTokens)}` : "";
+  panel.append(make("p", "gauge-note", `${formatNumber(gauge.reserved)} tokens kept free for the reply${reply}.`));
+
+  details.append(summary, panel);
+  $(".meta-tokens", meta).after(details);
+}
+
+// --- popovers: the summary and context breakdowns ---------------------------------------------
+
+const POPOVERS = ".context-gauge, .summary-disclosure";
+
+function closePopovers(except = null) {
+  for (const open of document.querySelectorAll(`:is(${POPOVERS})[open]`)) {
+    if (open !== except) open.open = false;
+  }
+}
+
+document.addEventListener(
+  "toggle",
+  (event) => {
+    const details = event.target;
+    if (!(details instanceof HTMLDetailsElement) || !details.matches(POPOVERS) || !details.open) return;
+    closePopovers(details);
+    if (details.matches(".context-gauge")) placeGaugePanel(details);
+  },
+  true, // toggle does not bubble
+);
+
+document.addEventListener("click", (event) => {
+  if (!event.target.closest(POPOVERS)) closePopovers();
+});
+
+/** Below the gauge if it fits in the thread, else above it if that fits, else scrolled into view. */
+function placeGaugePanel(details) {
+  const panel = $(".gauge-panel", details);
+  delete details.dataset.placement;
+  const bounds = thread.getBoundingClientRect();
+  const below = panel.getBoundingClientRect();
+  if (below.bottom <= bounds.bottom) return;
+  const gauge = details.querySelector("summary").getBoundingClientRect();
+  if (gauge.top - bounds.top >= below.height + 12) {
+    details.dataset.placement = "up";
+  } else {
+    thread.scrollTop += below.bottom - bounds.bottom + 12;
+  }
+}
+
+// --- anchors: /c/<id>/#m-<message id> opens the conversation at that message ----------------
+
+function highlightTarget() {
+  const match = location.hash.match(/^#m-(\d+)$/);
+  const target = match && document.getElementById(`m-${match[1]}`);
+  if (!target || !target.classList.contains("message")) return false;
+  stickToBottom = false;
+  target.scrollIntoView({ block: "start" }); // as the browser does for a fragment (scroll-margin)
+  target.classList.remove("is-highlighted");
+  void target.offsetWidth; // restart the animation when the same anchor is followed again
+  target.classList.add("is-highlighted");
+  target.addEventListener("animationend", () => target.classList.remove("is-highlighted"), { once: true });
+  return true;
+}
+
+window.addEventListener("hashchange", highlightTarget);
 
 // --- the socket -------------------------------------------------------------------------------
 
@@ -403,6 +602,7 @@ function onMessageCreated(frame) {
       clearTimeout(pending.timer);
       pendingSends.delete(frame.client_id);
     }
+    el.id = `m-${message.id}`;
     el.dataset.messageId = String(message.id);
     el.dataset.seq = String(message.seq || 0);
     setStatus(register(el), message.status || "complete");
@@ -452,7 +652,10 @@ function onDone(frame) {
   let note = NOTES[frame.status] || "";
   if (frame.status === "failed") note = "Failed: " + (frame.error?.message || "the reply could not be completed");
   setNote(entry, note);
-  if (frame.usage) {
+  const gauge = contextGauge(frame.context, frame.usage?.completion_tokens);
+  if (gauge) {
+    showGauge(entry.el, gauge); // the reply's own length is in the gauge's breakdown
+  } else if (frame.usage) {
     const tokens = $(".meta-tokens", entry.el);
     tokens.textContent = `${formatNumber(frame.usage.completion_tokens)} tokens`;
     tokens.title = `Prompt ${formatNumber(frame.usage.prompt_tokens)} · reply ${formatNumber(frame.usage.completion_tokens)}`;
@@ -535,6 +738,8 @@ function adoptConversation(id, content) {
   }
   setTitle(id, titleFrom(content));
   $(".suggestions")?.remove();
+  const summary = $("#summary-disclosure");
+  if (summary) summary.hidden = false;
 }
 
 function bumpConversation(id) {
@@ -640,6 +845,7 @@ document.addEventListener("click", (event) => {
 
 document.addEventListener("keydown", (event) => {
   if (event.key === "Escape" && app.dataset.sidebar === "open") setSidebar(false);
+  if (event.key === "Escape" && document.querySelector(`:is(${POPOVERS})[open]`)) closePopovers();
 });
 
 async function copyText(button, text) {
@@ -764,6 +970,6 @@ if (config) {
     streamingId = item.messageId;
   }
   autosize();
-  scrollToBottom(true);
+  if (!highlightTarget()) scrollToBottom(true);
   connect();
 }

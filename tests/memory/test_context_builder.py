@@ -134,3 +134,11 @@ def test_the_report_adds_up() -> None:
     assert set(tiers) == {"system", "user", "recent", "summary", "recalled", "facts", "older"}
     assert abs(sum(tiers.values()) - built.report.tokens_used) <= 12, "tier estimates match the real count"
     assert built.report.as_dict()["budget"] == 3072
+
+
+def test_without_memory_the_tiers_add_up_to_what_is_sent() -> None:
+    built = build_context(
+        inputs(summary="", recalled=[], facts=[], history=[]), window=8192, reserved_output=1024, count=real_tokens
+    )
+    # Each tier is counted as its own request, which adds the reply-priming tokens (3) once more.
+    assert 0 <= built.report.tiers["system"] + built.report.tiers["user"] - built.report.tokens_used <= 3
