@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Case, Q, When
 
 
 class Flag(models.Model):
@@ -54,9 +54,10 @@ class Flag(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
-        ordering = ["review_status", "-created_at"]
+        # Open flags first (alphabetical order would put "open" after "confirmed" and "dismissed").
+        ordering = [Case(When(review_status="open", then=0), default=1), "-created_at"]
         indexes = [
-            models.Index(fields=["review_status", "-created_at"], name="flag_queue"),
+            models.Index(fields=["-created_at"], condition=Q(review_status="open"), name="flag_queue_open"),
             models.Index(fields=["category", "created_at"], name="flag_category_day"),
         ]
         permissions = [("review_flag", "Can review flags and take moderation actions")]

@@ -186,6 +186,19 @@ def run(text: str, *, stage: Stage, context: CheckContext | None = None) -> Verd
     return verdict
 
 
+def personal_data_spans(text: str) -> list[Span]:
+    """Where the configured PII detector finds personal data in text (for masking, not deciding)."""
+    for configured in configured_detectors():
+        if configured.name == "pii":
+            try:
+                findings = configured.detector.check(text, direction=Direction.OUTPUT, context=CheckContext())
+            except Exception:
+                logger.exception("pii detector failed while masking")
+                return [Span(0, len(text), "HIDDEN")]
+            return [span for finding in findings for span in finding.spans]
+    return []
+
+
 def redact(text: str, spans: Sequence[Span]) -> str:
     """Replace each span with [LABEL], merging overlaps, right to left so offsets stay valid."""
     merged: list[Span] = []

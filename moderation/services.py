@@ -12,7 +12,7 @@ from django.utils import timezone
 from conversations.models import Message
 from moderation.detectors.base import Action, Span
 from moderation.models import Flag, ModerationDecision, Suspension
-from moderation.pipeline import Stage, Verdict
+from moderation.pipeline import Stage, Verdict, personal_data_spans
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -98,7 +98,7 @@ def report_create(*, reporter: User, message: Message, reason: str) -> Flag:
         detector="user_report",
         category="user_report",
         action=Flag.ActionTaken.FLAGGED,
-        excerpt=message.content[:EXCERPT_CHARS],
+        excerpt=excerpt_of(message.content, personal_data_spans(message.content)),
         reason=cleaned,
     )
 
@@ -125,6 +125,13 @@ def flag_dismiss(*, flag: Flag, reviewer: User, note: str = "") -> Flag:
     return _decide(flag, reviewer, Flag.Review.DISMISSED, ModerationDecision.Kind.DISMISS, note)
 
 
+def _confirm_by_action(flag: Flag, reviewer: User, note: str) -> None:
+    """Acting on a flag (suspending its user, removing its message) confirms it, whatever it said."""
+    Flag.objects.select_for_update().filter(pk=flag.pk).update(
+        review_status=Flag.Review.CONFIRMED, reviewer=reviewer, reviewed_at=timezone.now(), decision_note=note
+    )
+
+
 def user_suspend(*, user: User, reviewer: User, reason: str, flag: Flag | None = None) -> Suspension:
     with transaction.atomic():
         suspension = Suspension.objects.filter(user=user, ended_at__isnull=True).first()
@@ -133,10 +140,8 @@ def user_suspend(*, user: User, reviewer: User, reason: str, flag: Flag | None =
         ModerationDecision.objects.create(
             flag=flag, subject_user=user, reviewer=reviewer, kind=ModerationDecision.Kind.SUSPEND_USER, note=reason
         )
-        if flag is not None and flag.review_status == Flag.Review.OPEN:
-            Flag.objects.filter(pk=flag.pk).update(
-                review_status=Flag.Review.CONFIRMED, reviewer=reviewer, reviewed_at=timezone.now(), decision_note=reason
-            )
+        if flag is not None:
+            _confirm_by_action(flag, reviewer, reason)
     return suspension
 
 
@@ -153,7 +158,7 @@ def message_remove(*, message: Message, reviewer: User, note: str = "", flag: Fl
     """Replace a message's text with a tombstone. The row stays: later turns branch from it."""
     with transaction.atomic():
         Message.objects.filter(pk=message.pk).update(
-            content=REMOVED_TEXT, status=Message.Status.BLOCKED, embedding=None, embedding_model=""
+            content=REMOVED_TEXT, redacted_content="", status=Message.Status.BLOCKED, embedding=None, embedding_model=""
         )
         ModerationDecision.objects.create(
             flag=flag,
@@ -162,10 +167,8 @@ def message_remove(*, message: Message, reviewer: User, note: str = "", flag: Fl
             kind=ModerationDecision.Kind.DELETE_MESSAGE,
             note=note,
         )
-        if flag is not None and flag.review_status == Flag.Review.OPEN:
-            Flag.objects.filter(pk=flag.pk).update(
-                review_status=Flag.Review.CONFIRMED, reviewer=reviewer, reviewed_at=timezone.now(), decision_note=note
-            )
+        if flag is not None:
+            _confirm_by_action(flag, reviewer, note)
     message.refresh_from_db()
     return message
 
