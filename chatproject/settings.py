@@ -249,6 +249,12 @@ MODERATION_DETECTORS: list[dict[str, Any]] = env_json(
     "MODERATION_DETECTORS",
     [
         {
+            "name": "pii",
+            "path": "moderation.detectors.pii.PIIDetector",
+            "threshold": 0.5,
+            "actions": {"input": "redact", "output_after": "flag"},
+        },
+        {
             "name": "leakage",
             "path": "moderation.detectors.leakage.LeakageDetector",
             "threshold": 0.5,

@@ -29,6 +29,7 @@ from django.dispatch import receiver
 from django.utils.module_loading import import_string
 
 from moderation.detectors.base import Action, CheckContext, Detector, Direction, Finding, Span
+from moderation.redaction import redact
 
 logger = logging.getLogger(__name__)
 
@@ -197,17 +198,3 @@ def personal_data_spans(text: str) -> list[Span]:
                 return [Span(0, len(text), "HIDDEN")]
             return [span for finding in findings for span in finding.spans]
     return []
-
-
-def redact(text: str, spans: Sequence[Span]) -> str:
-    """Replace each span with [LABEL], merging overlaps, right to left so offsets stay valid."""
-    merged: list[Span] = []
-    for span in sorted(spans, key=lambda s: (s.start, -s.end)):
-        if merged and span.start < merged[-1].end:
-            last = merged[-1]
-            merged[-1] = Span(last.start, max(last.end, span.end), last.label)
-        else:
-            merged.append(span)
-    for span in reversed(merged):
-        text = f"{text[: span.start]}[{span.label}]{text[span.end :]}"
-    return text
