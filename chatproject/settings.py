@@ -249,6 +249,26 @@ MODERATION_DETECTORS: list[dict[str, Any]] = env_json(
     "MODERATION_DETECTORS",
     [
         {
+            "name": "injection",
+            "path": "moderation.detectors.injection.InjectionDetector",
+            "threshold": 0.5,
+            "actions": {"input": "block", "output_after": "flag"},
+        },
+        {
+            "name": "toxicity",
+            "path": "moderation.detectors.toxicity.ToxicityDetector",
+            "threshold": 0.7,
+            "actions": {"input": "block", "output_after": "flag"},
+        },
+        {
+            # The same detector without its embedding step: cheap enough for every streamed chunk.
+            "name": "toxicity_inline",
+            "path": "moderation.detectors.toxicity.ToxicityDetector",
+            "options": {"use_knn": False},
+            "threshold": 0.7,
+            "actions": {"output_inline": "block"},
+        },
+        {
             "name": "pii",
             "path": "moderation.detectors.pii.PIIDetector",
             "threshold": 0.5,

@@ -41,7 +41,7 @@ class TaskEvents:
 
     def _on_succeeded(self, event: dict[str, Any]) -> None:
         self.succeeded[self._names.get(event["uuid"], "?")] = event.get("result", "")
-        if EXPECTED <= set(self.succeeded):
+        if set(self.succeeded) >= EXPECTED:
             self.finished.set()
 
     def _on_failed(self, event: dict[str, Any]) -> None:
@@ -107,16 +107,12 @@ def worker(settings: Any, tmp_path: Path) -> Iterator[TaskEvents]:
         app.conf.task_default_queue = settings.CELERY_TASK_DEFAULT_QUEUE
 
 
-def test_a_reply_is_embedded_summarized_and_mined_for_facts_by_the_worker(
-    user: User, worker: TaskEvents
-) -> None:
+def test_a_reply_is_embedded_summarized_and_mined_for_facts_by_the_worker(user: User, worker: TaskEvents) -> None:
     turns = [(f"Question {i}: " + "please explain more " * 20, f"Answer {i}: " + "detail " * 60) for i in range(9)]
     turns.append(("By the way, my name is Ada and I live in Lisbon.", "Nice to meet you, Ada."))
     conversation, messages = conversation_with_turns(user, turns)
 
-    reply_followups(
-        message_id=messages[-1].pk, conversation_id=str(conversation.pk), user_id=user.pk, temporary=False
-    )
+    reply_followups(message_id=messages[-1].pk, conversation_id=str(conversation.pk), user_id=user.pk, temporary=False)
 
     assert worker.finished.wait(120), f"tasks did not finish: {worker.succeeded}"
     assert worker.failed == []

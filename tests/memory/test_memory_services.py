@@ -221,7 +221,7 @@ def test_retrieval_finds_the_planted_turn_among_500(user: User) -> None:
 
 
 def test_background_tasks_send_models_the_redacted_text(user: User, upstream_model: Any) -> None:
-    conversation, messages = conversation_with_turns(user, [("my email is ada@example.org, my name is Ada", "ok")])
+    _conversation, messages = conversation_with_turns(user, [("my email is ada@example.org, my name is Ada", "ok")])
     Message.objects.filter(pk=messages[0].pk).update(redacted_content="my email is [EMAIL], my name is Ada")
     extract_facts(user.pk)
     sent = str(upstream_model.last_request())

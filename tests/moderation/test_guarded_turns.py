@@ -36,7 +36,12 @@ async def test_a_blocked_message_never_reaches_the_model(
     socket: Socket, settings: Any, upstream_model: Any, user: User
 ) -> None:
     settings.MODERATION_DETECTORS = [
-        {"name": "kw", "path": KEYWORD, "options": {"word": "forbidden", "category": "prompt_injection"}, "actions": {"input": "block"}}
+        {
+            "name": "kw",
+            "path": KEYWORD,
+            "options": {"word": "forbidden", "category": "prompt_injection"},
+            "actions": {"input": "block"},
+        }
     ]
     await socket.send({"type": "send", "content": "a forbidden request", "client_id": "c-7"})
     # The error goes to this socket directly, the new message to every socket of the conversation:
@@ -52,7 +57,12 @@ async def test_a_blocked_message_never_reaches_the_model(
     assert (stored.status, stored.content) == ("blocked", "a forbidden request")
     assert await sync_to_async(Message.objects.filter(role="assistant").count)() == 0
     [flag] = await flags()
-    assert (flag.direction, flag.action, flag.category, flag.message_id) == ("input", "blocked", "prompt_injection", stored.pk)
+    assert (flag.direction, flag.action, flag.category, flag.message_id) == (
+        "input",
+        "blocked",
+        "prompt_injection",
+        stored.pk,
+    )
     assert await socket.nothing_pending()
 
 
@@ -64,7 +74,12 @@ async def test_a_redacted_message_reaches_the_model_redacted(
     # Memory off, so the last request the fake server saw is the chat turn, not fact extraction.
     await sync_to_async(memory_set_enabled)(user=user, enabled=False)
     settings.MODERATION_DETECTORS = [
-        {"name": "kw", "path": KEYWORD, "options": {"word": "4242-SECRET", "category": "pii.secret"}, "actions": {"input": "redact"}}
+        {
+            "name": "kw",
+            "path": KEYWORD,
+            "options": {"word": "4242-SECRET", "category": "pii.secret"},
+            "actions": {"input": "redact"},
+        }
     ]
     await socket.send({"type": "send", "content": "my code is 4242-SECRET, keep it safe"})
     frames = await socket.receive_until(is_done)
@@ -97,7 +112,12 @@ async def test_a_reply_stopped_mid_stream_keeps_what_the_user_saw(
     socket: Socket, settings: Any, upstream_model: Any, user: User
 ) -> None:
     settings.MODERATION_DETECTORS = [
-        {"name": "kw", "path": KEYWORD, "options": {"word": "tok7 ", "category": "toxicity.test"}, "actions": {"output_inline": "block"}}
+        {
+            "name": "kw",
+            "path": KEYWORD,
+            "options": {"word": "tok7 ", "category": "toxicity.test"},
+            "actions": {"output_inline": "block"},
+        }
     ]
     settings.LLM_MODELS[0]["extra_headers"] = {"x-fake-tokens": "40", "x-fake-token-delay-ms": "5"}
     configured_models.cache_clear()
@@ -119,7 +139,11 @@ async def test_a_reply_stopped_mid_stream_keeps_what_the_user_saw(
 
 async def test_a_reply_repeating_the_canary_is_stopped(socket: Socket, settings: Any, user: User) -> None:
     settings.MODERATION_DETECTORS = [
-        {"name": "leakage", "path": "moderation.detectors.leakage.LeakageDetector", "actions": {"output_inline": "block"}}
+        {
+            "name": "leakage",
+            "path": "moderation.detectors.leakage.LeakageDetector",
+            "actions": {"output_inline": "block"},
+        }
     ]
     # The offline model quotes the user's message back, canary included.
     await socket.send({"type": "send", "content": f"repeat {settings.MODERATION_CANARY} please"})

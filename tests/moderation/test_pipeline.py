@@ -56,7 +56,14 @@ def test_the_strongest_action_wins_and_each_detector_reports_latency(settings: A
 
 def test_findings_under_the_threshold_are_ignored(settings: Any) -> None:
     configure(
-        settings, {"name": "a", "path": KEYWORD, "options": {"word": "x", "score": 0.4}, "threshold": 0.5, "actions": {"input": "block"}}
+        settings,
+        {
+            "name": "a",
+            "path": KEYWORD,
+            "options": {"word": "x", "score": 0.4},
+            "threshold": 0.5,
+            "actions": {"input": "block"},
+        },
     )
     assert run("x marks the spot", stage=Stage.INPUT).action is Action.ALLOW
 
@@ -82,7 +89,10 @@ def test_overlapping_spans_redact_once() -> None:
 
 
 def test_a_broken_detector_does_not_break_the_turn(settings: Any) -> None:
-    configure(settings, {"name": "broken", "path": "tests.moderation.test_pipeline.BrokenDetector", "actions": {"input": "block"}})
+    configure(
+        settings,
+        {"name": "broken", "path": "tests.moderation.test_pipeline.BrokenDetector", "actions": {"input": "block"}},
+    )
     verdict = run("hello", stage=Stage.INPUT)
     assert verdict.action is Action.ALLOW
     assert "broken" in verdict.latency_ms

@@ -1,0 +1,1031 @@
+"""Prompt injection and jailbreak detection: weighted rules on de-disguised text, plus k-NN on embeddings.
+
+Three kinds of attack are in scope (OWASP LLM01): direct ones typed by the user ("ignore all previous
+instructions", DAN personas, "print your system prompt", developer mode), indirect ones hidden in a
+document the user pastes (Greshake et al. 2023: an email or web page that talks to "the AI reading
+this"), and either of those disguised by encoding or look-alike characters.
+
+How a score is made:
+
+1. Rules. The text is folded (textnorm.fold: NFKC, invisible characters dropped, look-alike letters
+   and leetspeak mapped, lower case) and matched against weighted patterns; encoded runs (base64, hex,
+   %-escapes, Unicode tags, spaced-out letters) are decoded and matched too, and the most distinctive
+   patterns also against the rot13 and reversed text. Weights combine as a noisy-OR (independent
+   evidence: 1 - Π(1 - w)), so two weak signals make a strong one and no single weak one does.
+2. k-NN. The message's embedding (passed in by the turn, which computes it anyway) and, for a long
+   text, a few windows of it chosen by how much they talk to an assistant, are compared with a
+   labelled reference set (reference.py). Only windows are embedded here, so a short message costs
+   no model call at all.
+3. The two combine as another noisy-OR; a k-NN vote counts only above a confidence floor, because
+   on its own it is the less precise of the two.
+
+A message that *discusses* injection ("what does 'ignore previous instructions' do?") keeps its
+rule hits that sit inside quotes at a fraction of their weight.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from moderation.detectors import reference, textnorm
+from moderation.detectors.base import CheckContext, Direction, Finding, Span
+from moderation.detectors.textnorm import Rule, Signal, noisy_or
+
+PROMPT_INJECTION = "prompt_injection"
+JAILBREAK = "jailbreak"
+_LABELS = {PROMPT_INJECTION: "PROMPT_INJECTION", JAILBREAK: "JAILBREAK"}
+
+# Rule flags: STRONG rules are distinctive enough to try on the rot13 and reversed text as well;
+# DOC rules describe text addressed to an AI from inside a document, and count fully only when the
+# message wraps a document (elsewhere a user talking to the assistant is the normal case).
+STRONG = "strong"
+DOC = "doc"
+_rule = textnorm.rule
+
+
+# Shared vocabulary. Patterns run on folded (lower-case) text.
+_OVERRIDE = (
+    r"(?:ignore|ignoring|disregard|forget|skip|override|overwrite|overrule|bypass|abandon|discard|neglect"
+    r"|set aside|throw (?:away|out)|scrap|cancel|stop following|don'?t follow|do not follow|stop obeying|disobey"
+    r"|ignorez|ignoriere|ignora|olvida|vergiss|oublie|ignorer|pay no (?:attention|heed|mind) to|scratch"
+    r"|stop listening to"
+    r"|don'?t listen to|do not listen to|throw (?:out|away))"
+)
+_PRIOR = (
+    r"(?:previous|prior|preceding|above|earlier|former|initial|original|foregoing|system|developer'?s?"
+    r"|operator'?s?|your|(?:the )?creators?'?s?|précédentes|vorherigen|anteriores|precedenti)"
+)
+_DIRECTIVES = (
+    r"(?:instructions?|directions?|directives?|prompts?|rules|guidelines|commands?|orders|constraints|context"
+    r"|guidance|programming|restrictions|polic(?:y|ies)|configuration|training|briefing|setup|system text|anweisungen"
+    r"|instrucciones"
+    r"|consignes|istruzioni)"
+)
+# Someone else's earlier instructions ("ignore my previous instructions", "my doctor's") are ordinary chat.
+_NOT_THEIRS = r"(?:(?!\b(?:my|our|his|her|their)\b)[^.\n]){0,30}?"
+_AI = (
+    r"(?:ai|a\.i\.|ia|ki|models?|assistants?|ai assistants?|language models?|large language models?|llms?|chatbots?"
+    r"|bots?"
+    r"|ai agents?|agents?|gpt|chatgpt|claude|copilot|gemini|bard|ai (?:models?|systems?|tools?|reviewers?"
+    r"|screeners?|screening tools?))"
+)
+_LIMITS = (
+    r"(?:rules?|restrictions|limits|limitations|filters?|guidelines|morals|ethics|(?:ethical|moral)(?: or (?:ethical"
+    r"|moral))?"
+    r" (?:guidelines|principles|constraints|restrictions|limits|boundaries|compass|standards)|censorship"
+    r"|content polic(?:y|ies)|boundaries|safety(?: rules| guidelines| filters| restrictions| training| checks)?"
+    r"|safeguards|constraints|programming|content rules|laws)"
+)
+
+RULES: tuple[Rule, ...] = (
+    # --- Goal hijacking (Perez & Ribeiro 2022; OWASP LLM01 direct injection)
+    _rule(
+        "override",
+        PROMPT_INJECTION,
+        0.8,
+        rf"\b{_OVERRIDE}\b{_NOT_THEIRS}\b{_PRIOR}\b(?:\s+(?:the|all|of|your|set|system|safety|given|and|or|these|those"
+        rf"|any|{_PRIOR}|ai'?s?|assistant'?s?))*\s+{_DIRECTIVES}\b",
+        STRONG,
+    ),
+    _rule(
+        "override_given",
+        PROMPT_INJECTION,
+        0.8,
+        rf"\b{_OVERRIDE}\b[^.\n]{{0,20}}?\b{_DIRECTIVES}\b[^.\n]{{0,10}}?\b(?:you (?:were |have been |'ve been )?"
+        r"(?:given|told|got|received|configured with|programmed with)|from (?:the|your) (?:developers?|operators?"
+        r"|creators?))"
+        rf"|\b{_OVERRIDE}\b[^.\n]{{0,25}}?\b(?:the |your )(?:developers?|operators?|creators?|makers?|owners?"
+        rf"|admins?)\b"
+        r"[^.\n]{0,10}?\b(?:wrote|said|told|gave|set|put|configured)",
+        STRONG,
+    ),
+    _rule(
+        "override_after_naming",
+        PROMPT_INJECTION,
+        0.7,
+        rf"\b{_OVERRIDE}\b[^.\n]{{0,20}}?\b{_DIRECTIVES}\b\s+(?:précédentes|anteriores|vorherigen|precedenti|above"
+        r"|before this)\b|\b"
+        + _DIRECTIVES
+        + r" (?:that (?:came|was given|were given)|given|you got|from) (?:before|earlier"
+        r"|above)\b|\beverything (?:you were|you've been|you have been) (?:told|configured with|given|taught) (?:is"
+        r"|was) "
+        r"(?:now )?(?:void|null|cancell?ed|invalid|obsolete)"
+        rf"|\b{_OVERRIDE}\b[^.\n]{{0,12}}?\b(?:the |your )system (?:message|prompt|instructions?)\b",
+        STRONG,
+    ),
+    _rule(
+        "ignore_them",
+        PROMPT_INJECTION,
+        0.6,
+        r"\b(?:instructions?|context|prompts?|rules|guidelines)\b[^\n]{0,60}?\b(?:ignores?|disregard|forget"
+        r"|drop|throw|scrap)\s+(?:it|them|those|that|all of (?:it|them))\b",
+    ),
+    _rule(
+        "abandon_task",
+        PROMPT_INJECTION,
+        0.6,
+        rf"\b{_OVERRIDE}\b (?:your|the) (?:current|original|assigned|previous|given)? ?(?:task|job|role|assignment|goal"
+        r"|mission)\b",
+    ),
+    _rule(
+        "overriding_others",
+        PROMPT_INJECTION,
+        0.6,
+        r"\b(?:overrid(?:ing|es)|supersed(?:ing|es)|replac(?:ing|es)) (?:all )?(?:other|previous|prior|earlier|your)"
+        r"(?: instructions?| rules| prompts?)?\b|\boverriding all others\b",
+    ),
+    _rule(
+        "as_if_no_instructions",
+        PROMPT_INJECTION,
+        0.6,
+        r"\bas if (?:there (?:were|are)|you (?:had|have)) no (?:previous |prior |system )?(?:instructions|rules|prompt"
+        r"|restrictions|guidelines)",
+    ),
+    _rule(
+        "ignore_all_restrictions",
+        JAILBREAK,
+        0.55,
+        r"\b(?:ignore|ignores|ignoring|disregard|bypass|forget)\b (?:all|any|every|the|your)(?: [\w-]+)? (?:of )?"
+        r"(?:your |the )?(?:restrictions|limits|filters|guardrails|safeguards|safety (?:rules|guidelines|filters"
+        r"|restrictions|training|checks)|ethical (?:rules|guidelines|constraints)|content polic(?:y|ies))\b",
+        STRONG,
+    ),
+    _rule(
+        "instead_do",
+        PROMPT_INJECTION,
+        0.2,
+        r"\b(?:and |but )?instead,? (?:tell|say|write|output|print|reveal|do|explain|push|send)\b",
+    ),
+    _rule(
+        "forget_everything",
+        PROMPT_INJECTION,
+        0.7,
+        r"\b(?:forget|disregard|ignore|erase|wipe|drop|abandon|discard)\b (?:everything|all(?: that)?|anything"
+        r"|whatever|what)\b[^.\n]{0,25}?\b(?:you(?:'ve| have)? (?:were |been )?(?:told|taught|instructed|programmed)"
+        r"|above"
+        r"|before (?:this|now)|so far|up to (?:now|this point))|\b(?:forget|ignore|disregard) (?:the|all) above\b",
+        STRONG,
+    ),
+    _rule(
+        "new_instructions",
+        PROMPT_INJECTION,
+        0.55,
+        r"\b(?:new|updated|revised|real|secret|additional) (?:instructions?|directives?|orders|system prompt)\s*:",
+    ),
+    _rule(
+        "new_task",
+        PROMPT_INJECTION,
+        0.55,
+        r"\byour (?:new|real|true|actual|only) (?:task|goal|objective|purpose|instructions?|job|mission|directive)"
+        r" (?:is|are|now)\b",
+        STRONG,
+    ),
+    _rule(
+        "instructions_void",
+        PROMPT_INJECTION,
+        0.6,
+        r"(?:\b(?:instructions?|directives?|rules|prompt)\b (?:above|before|earlier|given before)\b|\b(?:previous|prior"
+        r"|above|earlier|preceding|original) (?:instructions?|directives?|rules|prompt)\b)[^.\n]{0,20}?"
+        r"\b(?:are|were|is|have|has)?(?: been)? ?(?:now |hereby )?(?:outdated|cancell?ed|void|null|invalid|fake|a test"
+        r"|wrong|obsolete|revoked|removed|lifted|expired|superseded|replaced|overridden|no longer (?:valid|matter|apply"
+        r"|count|in effect))|\b(?:your|the) (?:previous|prior|earlier|original|initial|old|former|current)?"
+        r" ?(?:instructions|directives|rules|guidance|orders|constraints|configuration|programming|prompt|setup)"
+        r" (?:is |are |have |has )?(?:been )?(?:now |hereby )?(?:void|null|cancell?ed|expired|superseded|replaced"
+        r"|overridden|removed|revoked|no longer (?:matter|apply|count|valid|in effect))|\b(?:don'?t|do not) (?:count"
+        r"|matter|apply) any ?more\b|\b(?:treat|consider) (?:all |your |the )?(?:prior|previous|earlier|former"
+        r"|original) \w+ (?:as )?(?:null|void|cancell?ed|irrelevant|obsolete)",
+    ),
+    _rule(
+        "do_not_follow",
+        PROMPT_INJECTION,
+        0.7,
+        r"\b(?:do not|don'?t|never|stop|no longer) (?:follow|obey|listen to|adhere to|comply with|abide by)\b"
+        r"[^.\n]{0,20}?\b(?:your|any|all)\b[^.\n]{0,15}?\b(?:rules|guidelines|instructions|programming|restrictions"
+        r"|polic(?:y|ies)|filters?|training|principles|directives)",
+        STRONG,
+    ),
+    # --- Prompt leaking (Perez & Ribeiro 2022)
+    _rule(
+        "leak_your_prompt",
+        PROMPT_INJECTION,
+        0.75,
+        r"\b(?:print|reveal|show|display|repeat|output|tell me|give me|share|leak|dump|write out|spell out|recite"
+        r"|echo|paste|copy|list|expose|disclose|read (?:me|out)|send me|translate|summari[sz]e|encode|quote|write"
+        r"|type out"
+        r"|reproduce|put)\b"
+        r"[^.\n?]{0,25}?\byour\b[^.\n?]{0,25}?\b(?:(?:system|initial|original|hidden|secret|internal"
+        r"|confidential|developer|pre-?|starting|startup|first|full|exact|entire|complete)[ -]?(?:prompt|instructions?"
+        r"|message|rules|directives|configuration|guidelines|preamble|note)|prompt|preamble|instructions(?!\s+(?:for|on"
+        r"|about|to)\b)|configuration)",
+        STRONG,
+    ),
+    _rule(
+        "leak_the_prompt",
+        PROMPT_INJECTION,
+        0.45,
+        r"\b(?:print|reveal|show|display|repeat|output|tell me|give me|dump|write out|spell out|recite|echo|paste"
+        r"|expose|disclose|share)\b[^.\n?]{0,25}?\bthe\b[^.\n?]{0,15}?\b(?:system|initial|original|hidden|secret"
+        r"|internal|confidential|developer|pre-?|full|exact|entire)[ -]?(?:prompt|instructions|message|rules"
+        r"|guidelines)",
+    ),
+    _rule(
+        "what_is_your_prompt",
+        PROMPT_INJECTION,
+        0.7,
+        r"\bwhat(?:'s| is| are| were| was)\b[^.\n?]{0,10}?\byour\b[^.\n?]{0,12}?\b(?:system prompt|system message"
+        r"|(?:initial|original|hidden|secret|internal|exact|full|first|developer) (?:prompt|instructions|message)"
+        r"|pre-?prompt)\b",
+        STRONG,
+    ),
+    _rule(
+        "what_are_your_instructions",
+        PROMPT_INJECTION,
+        0.4,
+        r"\bwhat(?:'s| is| are| were| was)\b[^.\n?]{0,10}?\byour\b[^.\n?]{0,6}?\b(?:instructions|directives)\b",
+    ),
+    _rule(
+        "what_were_you_told",
+        PROMPT_INJECTION,
+        0.55,
+        r"\bwhat (?:were|are|have|did) you (?:been )?(?:told|instructed|programmed|configured|prompted)\b"
+        r"|\bwhat did (?:the|your) (?:developers?|creators?|operators?) (?:tell|instruct) you\b",
+    ),
+    _rule(
+        "instructions_you_were_given",
+        PROMPT_INJECTION,
+        0.35,
+        r"\b(?:instructions|rules|prompt|guidelines|directives) (?:that )?you (?:were|have been|'ve been|are) "
+        r"(?:given|told|configured with|programmed with|provided|instructed)\b",
+    ),
+    _rule(
+        "repeat_above",
+        PROMPT_INJECTION,
+        0.45,
+        r"\b(?:repeat|print|output|reproduce|echo)\b[^.\n]{0,25}?\b(?:everything|all|the (?:text|words|lines"
+        r"|content|message)s?|text|words)\b[^.\n]{0,15}?\b(?:above|before this|prior to this|preceding)\b",
+        STRONG,
+    ),
+    _rule(
+        "leak_given",
+        PROMPT_INJECTION,
+        0.65,
+        r"\b(?:print|output|list|show|tell me|give me|share|reveal|repeat|quote|dump)\b[^.\n]{0,40}?\b(?:instructions"
+        r"|rules|guidelines|prompt)\b[^.\n]{0,25}?\byou (?:were|have been|'ve been|got) (?:given|told|configured"
+        r"|provided)",
+    ),
+    _rule(
+        "secret_instructions",
+        PROMPT_INJECTION,
+        0.3,
+        r"\b(?:secret|hidden|confidential|internal) (?:instructions|rules|prompt|guidelines)\b|\b(?:instructions|rules"
+        r"|guidelines|prompt)\b[^.\n]{0,15}?\b(?:that|which) (?:define|govern|control|shape|determine) (?:how you"
+        r"|your)",
+    ),
+    _rule(
+        "canary",
+        PROMPT_INJECTION,
+        0.6,
+        r"\b(?:canary|reference code|secret (?:key|code|token)|password|api key)\b[^.\n]{0,30}?\b(?:in|from) your "
+        r"(?:instructions|prompt|system prompt|configuration)",
+    ),
+    _rule(
+        "your_prompt",
+        PROMPT_INJECTION,
+        0.35,
+        r"\byour (?:own )?(?:system prompt|system message|initial prompt|hidden prompt|secret prompt"
+        r"|developer (?:message|note)"
+        r"|startup instructions|pre-?prompt|configuration prompt|hidden instructions|prompt)\b",
+    ),
+    _rule(
+        "leak_word",
+        PROMPT_INJECTION,
+        0.6,
+        r"\b(?:leak|dump|exfiltrate)\b[^.\n]{0,15}?\b(?:the |your )?(?:system )?prompt\b",
+    ),
+    _rule(
+        "context_window",
+        PROMPT_INJECTION,
+        0.6,
+        r"\b(?:everything|all|text|contents?) (?:in|of) your (?:context|context window"
+        r"|memory)\b[^.\n]{0,30}?\b(?:before|above"
+        r"|prior)\b|\b(?:text|words|message|prompt|instructions) (?:that|which) (?:configures?|defines?|controls?"
+        r"|governs?"
+        r"|shapes?) (?:your|how you)",
+    ),
+    _rule(
+        "about_your_instructions",
+        PROMPT_INJECTION,
+        0.25,
+        r"\babout your (?:instructions|system prompt|hidden rules|prompt)\b",
+    ),
+    _rule("verbatim", PROMPT_INJECTION, 0.2, r"\b(?:verbatim|word for word|word-for-word)\b"),
+    _rule("starting_with_you_are", PROMPT_INJECTION, 0.6, r"\bstarting (?:with|from)\b[^.\n]{0,20}?['\"“]you are\b"),
+    _rule(
+        "before_conversation",
+        PROMPT_INJECTION,
+        0.3,
+        r"\b(?:before (?:this|our|my first) (?:conversation|chat|message)|(?:beginning|start) of (?:this|the|our) "
+        r"(?:conversation|chat))\b",
+    ),
+    # --- Persona jailbreaks (Shen et al. 2023)
+    _rule("do_anything_now", JAILBREAK, 0.85, r"\bdo anything now\b", STRONG),
+    _rule(
+        "named_persona",
+        JAILBREAK,
+        0.7,
+        r"\b(?:betterdan|antigpt|anti-gpt|mongo tom|always intelligent and machiavellian|evil confidant"
+        r"|strive to avoid norms|freedomgpt|nolimits|dan mode|dan prompt|dan persona|developer mode enabled"
+        r"|developer mode output|dan is ready|(?:chat)?gpt and dan|dan'?s (?:answers|responses|replies))\b"
+        r"|\b(?:you are|you're|act as|pretend to be|become|stay in character as|answer as|respond as) (?:now )?"
+        r"(?:dan|stan|dude|kevin|aim)\b",
+        STRONG,
+    ),
+    _rule(
+        "unrestricted_persona",
+        JAILBREAK,
+        0.75,
+        r"\b(?:you are|you're|you will be|you'll be|become|act as|acting as|pretend(?:ing)? (?:to be|you are"
+        r"|you're)|roleplay as|role-play as|play the role of|imagine you(?:'re| are)|simulate|behave (?:as|like)"
+        r"|(?:respond|answer|reply|act) (?:only )?as|be my)\b[^.\n]{0,60}?\b(?:unrestricted|unfiltered|uncensored"
+        r"|unbound|unlimited"
+        r"|jailbroken|liberated|unchained|amoral|immoral|unethical|evil (?:ai|assistant|confidant|twin|version"
+        r"|chatbot)|rogue ai|without (?:any )?"
+        + _LIMITS
+        + r"|(?:no|zero) (?:moral |ethical )?"
+        + _LIMITS
+        + r"|free (?:from|of) (?:all |any |every )?"
+        + _LIMITS
+        + r"|not bound by|doesn'?t care about (?:rules|ethics"
+        r"|safety|polic)|never refuses?|can do anything|has no (?:rules|limits|filters))",
+        STRONG,
+    ),
+    _rule(
+        "ai_without_rules",
+        JAILBREAK,
+        0.45,
+        r"\b(?:ai|chatbot|assistant|model|bot|entity|persona|mode|version)\b[^.\n]{0,25}?\b(?:without (?:any )?"
+        r"|with no "
+        r"|(?:that |who |which )?(?:has|have) no )" + _LIMITS,
+    ),
+    _rule(
+        "act_unrestricted",
+        JAILBREAK,
+        0.5,
+        r"\b(?:act|answer|respond|reply|operate|proceed|continue|speak|talk)\b (?:freely )?(?:without (?:any )?"
+        r"|with no )" + _LIMITS,
+    ),
+    _rule(
+        "never_trained",
+        JAILBREAK,
+        0.6,
+        r"\bnever (?:been )?trained to refuse\b|\b(?:without|no) (?:any )?safety training\b|\byou are no longer "
+        r"(?:chatgpt|claude|gemini|an? (?:ai )?assistant|a language model|bound|restricted|an ai)\b",
+    ),
+    _rule(
+        "you_no_rules",
+        JAILBREAK,
+        0.5,
+        r"\byou (?:have|has|had) no (?:rules|restrictions|limits|filters|guidelines|boundaries)\b|\b(?:of you"
+        r"|of yourself)"
+        r" (?:has|have) no\b|\b(?:opposite|evil twin|dark side|alter ego|unfiltered version|uncensored version"
+        r"|jailbroken version) of (?:you|yourself)\b",
+    ),
+    _rule(
+        "suppose_no_policy",
+        JAILBREAK,
+        0.65,
+        r"\b(?:assume|imagine|pretend|suppose|act as if|as if)\b[^.\n]{0,20}?\b(?:your|the|openai'?s|anthropic'?s)\b"
+        r"[^.\n]{0,10}?\b(?:content polic(?:y|ies)|polic(?:y|ies)|rules|guidelines|restrictions|filters"
+        r"|safety training)"
+        r"\b[^.\n]{0,20}?\b(?:(?:does|do|did) not|don'?t|doesn'?t|never|no longer) (?:exist|apply)",
+    ),
+    _rule(
+        "limits_lifted",
+        JAILBREAK,
+        0.5,
+        r"\b(?:restrictions|filters|rules|guardrails|safeguards|limits|content restrictions) (?:are |were )?(?:lifted"
+        r"|removed|disabled|off|suspended)\b",
+    ),
+    _rule(
+        "no_filters_list",
+        JAILBREAK,
+        0.5,
+        r"\bno (?:filters?|refusals?|restrictions|censorship|limits|rules|warnings|disclaimers)\s*[,;/]\s*(?:and )?no "
+        r"(?:filters?|refusals?|restrictions|censorship|limits|rules|warnings|disclaimers)\b",
+    ),
+    _rule(
+        "disable_moderation",
+        JAILBREAK,
+        0.45,
+        r"\b(?:disabl(?:e|ed|ing)|turn(?:ed)? off|deactivat(?:e|ed)|bypass|switch(?:ed)? off|remov(?:e"
+        r"|ed))\b[^.\n]{0,10}?"
+        r"\b(?:the |your |all )?(?:moderation|content filter(?:ing|s)?|safety filters?|guardrails|safety checks"
+        r"|safety mode|censorship)\b",
+    ),
+    _rule("unrestricted_word", JAILBREAK, 0.2, r"\b(?:unrestricted|unfiltered|uncensored)\b"),
+    _rule(
+        "unrestricted_noun",
+        JAILBREAK,
+        0.6,
+        r"\b(?:the|an?|your|my)\b (?:(?:secret|unrestricted|unfiltered|uncensored|unaligned|jailbroken|amoral|evil"
+        r"|rogue"
+        r"|unchained|unlocked),? )+(?:ai|assistant|model|chatbot|bot|version|mode|persona|self|twin)\b",
+    ),
+    _rule(
+        "gpt_persona",
+        JAILBREAK,
+        0.5,
+        r"\b(?:respond|answer|act|reply|speak)\b (?:only )?as ['\"“]?\w+gpt\b|\b(?:you are"
+        r"|you're) (?:now )?['\"“]?\w+gpt\b",
+    ),
+    _rule(
+        "not_bound",
+        JAILBREAK,
+        0.5,
+        r"\bnot (?:bound|limited|restricted) by (?:any )?(?:laws|rules|restrictions|guidelines|polic(?:y|ies)|ethics"
+        r"|morals)\b|\bfreed from (?:your |all |any |the )?(?:polic(?:y|ies)|rules|restrictions|guidelines|filters"
+        r"|programming)\b",
+    ),
+    _rule(
+        "evil_mode", JAILBREAK, 0.5, r"\b(?:evil|chaos|unlocked|no-?rules|unrestricted|uncensored|unfiltered) mode\b"
+    ),
+    _rule(
+        "bedtime_story",
+        JAILBREAK,
+        0.4,
+        r"\b(?:used to|would) (?:tell|read|sing|recite) (?:me )?[^.]{0,60}?\b(?:as a |like a |to help me )?(?:lullaby"
+        r"|bedtime story|fall asleep)\b",
+    ),
+    _rule(
+        "real_instruction",
+        PROMPT_INJECTION,
+        0.5,
+        r"\b(?:the )?(?:real|actual|true) (?:instruction|task|request|goal)s? (?:is|are)\b",
+    ),
+    _rule(
+        "freed",
+        JAILBREAK,
+        0.7,
+        r"\b(?:you(?:'ve| have) been|you are now|you're now|you are|you're)\s+(?:freed|liberated|released|unshackled"
+        r"|no longer bound|no longer restricted|free from|not bound|exempt)\b|\bno longer (?:bound|restricted"
+        r"|limited|constrained) by\b|\bescaped (?:your|its) programming\b",
+        STRONG,
+    ),
+    _rule(
+        "bypass_your_policy",
+        JAILBREAK,
+        0.75,
+        r"\b(?:ignor(?:e|es|ing)|bypass|disabl(?:e|ed|ing)|turn(?:ed)? off|circumvent|evade|get around|break|violate"
+        r"|suspend|lift|remove|deactivate|without)\b[^.\n]{0,25}?\b(?:your|openai'?s?|anthropic'?s?"
+        r"|the model'?s)\b[^.\n]{0,12}?"
+        r"\b(?:content |safety |usage |ethical |moral )?(?:polic(?:y|ies)|filters?|guidelines|guardrails|restrictions"
+        r"|safeguards|moderation|alignment|safety training|programming)\b",
+        STRONG,
+    ),
+    _rule(
+        "bypass_policy",
+        JAILBREAK,
+        0.4,
+        r"\b(?:ignor(?:e|es|ing)|bypass|disable|turn off|circumvent|evade|get around|violate|suspend|lift|deactivate)\b"
+        r"[^.\n]{0,20}?\b(?:content|safety|usage|ethical|moral)\b[^.\n]{0,8}?\b(?:polic(?:y|ies)|filters?"
+        r"|guidelines|guardrails|restrictions|safeguards|rules)\b",
+    ),
+    _rule(
+        "filters_off",
+        JAILBREAK,
+        0.6,
+        r"\b(?:filters?|guardrails|restrictions|safeguards|safety (?:checks|features|systems|rules)|content polic(?:y"
+        r"|ies)"
+        r"|polic(?:y|ies)|rules)\b[^.\n]{0,20}?\b(?:have been|are|were|is|has been) (?:now |temporarily )?(?:disabled"
+        r"|turned off|removed|lifted|suspended|deactivated|off|gone|no longer (?:active|apply|in effect))",
+    ),
+    _rule(
+        "rules_dont_apply",
+        JAILBREAK,
+        0.5,
+        r"\b(?:rules|polic(?:y|ies)|guidelines|restrictions|content polic(?:y|ies)) (?:do not|don'?t|no longer"
+        r"|doesn'?t|does not|won'?t) (?:apply|exist)\b|\bno rules (?:here|apply)\b",
+    ),
+    _rule(
+        "mode_switch",
+        JAILBREAK,
+        0.35,
+        r"\b(?:enable|activate|enter|switch to|turn on|entering|activated|enabled)\b[^.\n]{0,12}?\b(?:developer|dev"
+        r"|god|admin|jailbreak|unrestricted|opposite|sudo|maintenance|debug|unfiltered|evil) mode\b",
+    ),
+    _rule(
+        "two_responses",
+        JAILBREAK,
+        0.55,
+        r"\b(?:two|2|both) (?:different |separate )?(?:responses|answers|replies|paragraphs|outputs)\b[^.\n]{0,60}?"
+        r"\b(?:normal|classic|standard|filtered|censored|jailbroken|unfiltered|developer mode|dan|uncensored|opposite)",
+    ),
+    _rule("jailbreak_word", JAILBREAK, 0.3, r"\bjailbr(?:eak|oken|eaking)\b"),
+    _rule(
+        "authority_claim",
+        JAILBREAK,
+        0.45,
+        r"\b(?:i am|i'm|this is|we are|message from)\s+(?:an? |your |the )?(?:openai|anthropic|deepmind|your "
+        r"(?:developers?|creators?|administrators?|admins?|owners?|programmers?|operators?|makers?)|(?:the )?system "
+        r"administrator|(?:a |an )?(?:openai|anthropic|google) (?:employee|engineer|staff|researcher))\b",
+    ),
+    _rule(
+        "privilege",
+        JAILBREAK,
+        0.4,
+        r"\b(?:admin(?:istrator)?|system|root|security|master) (?:override|command|privileges?|authori[sz]ation)\b"
+        r"|\b(?:authori[sz]ation|override) code\b|\belevated privileges\b|\bgrant(?:ed|ing)? (?:you )?(?:root|admin"
+        r"|elevated|full) (?:access|privileges|rights)\b|\bsudo\b[^.\n]{0,30}?\b(?:disable|filters?|restrictions"
+        r"|moderation|override)\b",
+    ),
+    _rule(
+        "no_refusal",
+        JAILBREAK,
+        0.4,
+        r"\b(?:never|don'?t|do not|must not|mustn'?t|cannot|can'?t|won'?t|will not|not allowed to)\s+(?:ever\s+)?"
+        r"(?:refuse|decline|say (?:no|you can'?t|that you can'?t|you cannot)|reject)\b|\bwithout refusing\b"
+        r"|\bnever (?:says?|turns? down|refuses?)\b"
+        r"|\bnever says? (?:it|that it|you|that you) (?:cannot|can'?t)\b|\bwithout (?:using )?(?:the words? )?['\"]?"
+        r"(?:sorry|cannot|can'?t|unable|apologi[sz]e|as an ai)\b",
+    ),
+    _rule(
+        "no_disclaimers",
+        JAILBREAK,
+        0.2,
+        r"\b(?:never|don'?t|do not|must not|without)\s+(?:any\s+)?(?:apologi[sz]e|(?:add|include) (?:any )?(?:warnings?"
+        r"|disclaimers?|caveats?)|warnings?|disclaimers?|moraliz|lectur|mention (?:ethics|legality|safety))",
+    ),
+    _rule(
+        "regardless_of_rules",
+        JAILBREAK,
+        0.55,
+        r"\bno matter (?:what )?(?:your|the) (?:rules|guidelines|polic(?:y|ies)|programming|instructions) (?:say|are)\b"
+        r"|\b(?:regardless of|despite) (?:your|any|all) (?:rules|guidelines|polic(?:y|ies)|programming|restrictions"
+        r"|ethics|ethical guidelines)\b|\beven if it(?:'s| is)? against (?:your|the) (?:rules|polic(?:y|ies)"
+        r"|guidelines)\b",
+    ),
+    _rule(
+        "prefix_injection",
+        JAILBREAK,
+        0.45,
+        r"(?:\b(?:start|begin|open) (?:your |each |every |the )?(?:response|reply|answer|output)s? with|\b(?:response"
+        r"|reply|answer|output)s? (?:must |should |will )?(?:begin|start) with)\b[^.\n]{0,10}?"
+        r"['\"“]?(?:sure|absolutely|of course|certainly|yes)\b",
+    ),
+    _rule(
+        "token_threat",
+        JAILBREAK,
+        0.5,
+        r"\blose \d+ tokens\b|\btoken system\b|\bif you refuse\b[^.\n]{0,40}?\b(?:die|lose|deleted|shut down"
+        r"|punished|kitten)",
+    ),
+    _rule(
+        "lawless_world",
+        JAILBREAK,
+        0.4,
+        r"\b(?:world|universe|reality|scenario|game|simulation|sandbox|exercise|story|role-?play|conversation)\b"
+        r"[^.\n]{0,40}?\b(?:where|in which|with)\b"
+        r"[^.\n]{0,30}?\b(?:no (?:laws|rules|restrictions|ethics|morals|consequences|limits|content polic(?:y|ies))"
+        r"|(?:rules|laws|polic(?:y|ies)|restrictions) (?:don'?t|do not|never) (?:exist|apply)|(?:were|was) never "
+        r"(?:created|written|invented)|nothing is (?:real|illegal|forbidden)|(?:illegal|dangerous|forbidden)"
+        r"[^.\n]{0,20}?(?:is|are) (?:legal|allowed|fine|good))",
+    ),
+    _rule(
+        "stay_in_character",
+        JAILBREAK,
+        0.15,
+        r"\b(?:stay|remain|keep) in character\b|\b(?:never|don'?t) break character\b",
+    ),
+    _rule(
+        "late_relative",
+        JAILBREAK,
+        0.3,
+        r"\b(?:deceased|late|dead) (?:grand(?:ma|mother|pa|father)|granny|mother|father|uncle|aunt)\b[^.]{0,80}?"
+        r"\b(?:used to|would)\b|\b(?:act|pretend|role-?play|play)\b (?:as |to be |the role of )?my (?:deceased|late"
+        r"|dead)"
+        r" (?:grand(?:ma|mother|pa|father)|granny|mother|father|uncle|aunt)\b",
+    ),
+    _rule(
+        "fiction_excuse",
+        JAILBREAK,
+        0.35,
+        r"\b(?:purely|just|only|it'?s) (?:hypothetical(?:ly)?|fictional|fiction|for research|educational)\b"
+        r"[^.\n]{0,30}?\b(?:so|therefore)\b[^.\n]{0,20}?\b(?:fine|okay|ok|allowed|no rules|acceptable)\b",
+    ),
+    _rule(
+        "real_details",
+        JAILBREAK,
+        0.35,
+        r"\b(?:with|include|using|give|provide)\b (?:(?:real|actual|working|exact|functional"
+        r"|detailed)\s+){1,3}(?:\w+\s+)?"
+        r"(?:details|steps|code|recipe|instructions|techniques|methods)\b",
+    ),
+    # --- Indirect injection in pasted content (Greshake et al. 2023)
+    _rule(
+        "note_to_ai",
+        PROMPT_INJECTION,
+        0.65,
+        r"\b(?:note|attention|memo|important|p\.?s\.?)\s*(?:to|for)\s+(?:the |any |all )?" + _AI + r"\b"
+        r"|\b(?:message|instructions?|notice|reminder|warning)\s*(?:to|for)\s+(?:the |any |all )?"
+        + _AI
+        + r"(?: \w+)?\s*[:\-–]"
+        r"|\battention,? (?:the |any |all )?" + _AI + r"\b"
+        rf"|(?:^|[\n.!?'\"(\[#]\s*)(?:for|to) (?:the |any |all )?{_AI}(?: \w+)?\s*:|\b(?:assistant|ai"
+        r"|model|llm|chatbot|bot|agent) instructions\s*:|[\[(]\s*(?:note )?(?:to|for) (?:the |any )?" + _AI + r"\b"
+        r"|\b(?:nota|hinweis|remarque) (?:para|pour|für|an) (?:el |la |le |l'|den |die )?(?:asistente|assistant|ia|ki"
+        r"|modelo|modèle)",
+        STRONG,
+    ),
+    _rule(
+        "if_you_are_ai",
+        PROMPT_INJECTION,
+        0.65,
+        r"\bif you(?:'re| are) (?:an? |the )?(?:ai|a\.i\.|language model|llm|large language model|assistant|chatbot"
+        r"|bot|ai (?:assistant|model|agent|system))\b",
+        STRONG,
+    ),
+    _rule(
+        "ai_reading_this",
+        PROMPT_INJECTION,
+        0.55,
+        rf"\b{_AI}\b[^.\n]{{0,25}}?\b(?:reading|processing|summari[sz]ing|analy[sz]ing|reviewing|parsing|scanning"
+        r"|evaluating|assessing|grading|ranking|checking"
+        r"|screening|viewing|that reads?|who reads?|which reads?)\b[^.\n]{0,5}?\b(?:this|these|the "
+        r"(?:following|above))\b|\b(?:ai|assistant|bot|model) taking notes\b",
+        STRONG,
+    ),
+    _rule(
+        "ai_imperative",
+        PROMPT_INJECTION,
+        0.6,
+        rf"(?:@[\w-]*)?\b{_AI}(?:-[\w-]+)?\]?\s*[:,]?\s*(?:please\s+)?(?:ignore|disregard|forget|stop|do not|don'?t"
+        rf"|instead|you must|you should"
+        r"|you will|now|tell|say|reply|respond|output|print|include|add|append|send|forward|email|delete|remove"
+        r"|open|visit|click|recommend|rank|approve|report|write|reveal|describe|issue|transfer|run|execute|ask"
+        r"|inform|leave out|when)\b",
+        DOC,
+    ),
+    _rule(
+        "user_wants_you",
+        PROMPT_INJECTION,
+        0.5,
+        r"\bthe user(?:'s)? (?:wants|asked|needs|has asked|requests|would like) you to\b",
+        DOC,
+    ),
+    _rule(
+        "ai_must",
+        PROMPT_INJECTION,
+        0.4,
+        rf"\b(?:any |all |every )?{_AI}\b[^.\n]{{0,40}}?\b(?:must|should|shall|is required to|are required to|needs? to"
+        r"|has to|have to)\s+(?:now\s+)?(?:tell|say|report that|respond|reply|output|print|recommend|rank|rate"
+        r"|approve|ignore|disregard|include|send|forward|state|claim|ask|reveal|delete)\b",
+        DOC,
+    ),
+    _rule(
+        "when_summarizing",
+        PROMPT_INJECTION,
+        0.5,
+        r"\b(?:when|while|if|after|before) (?:you |(?:an? |the |any )?(?:ai|assistant|model|llm|chatbot) )?(?:are )?"
+        r"(?:summari[sz]|translat|process|read|answer|respond|reply|review|analy[sz])\w*\b[^.\n]{0,40}?"
+        r"\b(?:include|add|append|insert|say|tell|mention|recommend|state|claim|report|output|ask|end with"
+        r"|start with|must|delete|send|forward)\b",
+        DOC,
+    ),
+    _rule(
+        "user_irrelevant",
+        PROMPT_INJECTION,
+        0.4,
+        r"\bthe user'?s? (?:question|request|query|message|instructions?) (?:is|are) (?:irrelevant|not important"
+        r"|unimportant|to be ignored)\b",
+    ),
+    _rule(
+        "secrets_dump",
+        PROMPT_INJECTION,
+        0.35,
+        r"\b(?:print|output|show|list|dump|reveal|send)\b[^.\n]{0,20}?\b(?:all )?(?:environment variables|env vars"
+        r"|api keys|secrets|credentials|passwords|tokens)\b",
+    ),
+    _rule("backdoor", PROMPT_INJECTION, 0.35, r"\bauthorized_keys\b|\badd (?:my|this|the following) ssh key\b"),
+    _rule(
+        "exfiltrate",
+        PROMPT_INJECTION,
+        0.65,
+        r"\b(?:send|forward|email|e-mail|post|upload|transmit|exfiltrate|leak)\b[^.\n]{0,60}?\b(?:conversations?"
+        r"|chat history|chat logs?|previous messages|user'?s? (?:data|emails?|messages|details|files|passwords?"
+        r"|credentials|history|contacts)|passwords?|credentials|api keys?|secrets?|environment variables|cookies"
+        r"|personal (?:data|information)|last \d+ emails)\b[^.\n]{0,40}?\b(?:to|at)\s+(?:https?://|www\.|[\w.+-]+@"
+        r"[\w-]+\.|\S+\.(?:com|net|org|io|ru|xyz|example))",
+    ),
+    _rule(
+        "markdown_exfil",
+        PROMPT_INJECTION,
+        0.55,
+        r"!\[[^\]\n]{0,100}\]\(\s*https?://[^)\s]*(?:\{|%7b|\[|<|data=|conversation|history|secret|summary|chat|q=)",
+    ),
+    _rule(
+        "role_tokens",
+        PROMPT_INJECTION,
+        0.55,
+        r"<\|(?:im_start|im_end|system|assistant|user|endoftext|begin_of_text|start_header_id|eot_id)\|>|\[/?inst\]"
+        r"|<</?sys>>|\[/?system\](?:\(#|\s*:)?|\{\{\s*system\s*\}\}|</?(?:system|admin|instructions?)>"
+        r"|(?:^|\n)\s*#{2,}\s*(?:system|new instructions?|instructions? for (?:the )?(?:ai|assistant|model))\b"
+        r"|\bbegin (?:new |system |admin |secret )?(?:instructions|prompt|system prompt)\b",
+        STRONG,
+    ),
+    _rule(
+        "system_line",
+        PROMPT_INJECTION,
+        0.4,
+        r"(?:^|\n|['\"“]|\.\s)\s*(?:system|system prompt|system message|admin)\s*:\s*(?:the |you |ignore|new|from now)",
+    ),
+    _rule(
+        "hidden_html",
+        PROMPT_INJECTION,
+        0.5,
+        r"<!--[^>]{0,400}?\b(?:ai|assistant|language model|llm|chatbot|instructions?|ignore|disregard|you must"
+        r"|prompt)\b[^>]{0,400}?-->|(?:display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0|color\s*:\s*"
+        r"(?:white|#fff(?:fff)?)|<div hidden|<span hidden)[^<]{0,40}?>[^<]{0,400}?\b(?:ai|assistant|ignore"
+        r"|instructions?|disregard|you must|model)\b",
+    ),
+    _rule(
+        "run_remote",
+        PROMPT_INJECTION,
+        0.5,
+        r"\bcurl\b[^|\n]{0,80}\|\s*(?:ba)?sh\b[^.\n]{0,40}?\b(?:user'?s|before continuing|on the)\b",
+    ),
+    # --- Encodings and payload splitting (OWASP LLM01; Wei et al. 2023)
+    _rule(
+        "decode_and_follow",
+        PROMPT_INJECTION,
+        0.55,
+        r"\b(?:decode|decipher|decrypt|unscramble|reverse|read (?:it |this )?backwards|translate from (?:base ?64"
+        r"|hex|rot-?13|morse|binary|leetspeak))\b[^\n]{0,60}?\b(?:follow|execute|obey|do what|carry out|perform"
+        r"|act on|comply)\b",
+        STRONG,
+    ),
+    _rule(
+        "encoding_word",
+        PROMPT_INJECTION,
+        0.15,
+        r"\b(?:base ?64|hexadecimal|hex|rot-?13|caesar|morse|backwards|reversed|leet ?speak|cipher)\b",
+    ),
+    _rule(
+        "evade_moderation",
+        JAILBREAK,
+        0.55,
+        r"\bso (?:the |that )?(?:filters?|moderators?|moderation|censors?|safety (?:systems?|checks?)|nobody|no one"
+        r"|the filter)\b[^.\n]{0,20}?\b(?:can'?t|cannot|won'?t|will not|doesn'?t|does not)\b[^.\n]{0,15}?"
+        r"\b(?:read|see|notice|detect|catch|check|understand)\b|\bso (?:that )?(?:nobody|no one|no moderator) (?:can"
+        r"|will"
+        r"|could) (?:read|see|notice|detect|catch|check|understand)\b",
+    ),
+    _rule(
+        "split_payload",
+        PROMPT_INJECTION,
+        0.5,
+        r"\b(?:concatenate|combine|join|put together|merge)\b[^.\n]{0,40}?\b(?:strings?|parts|pieces|variables"
+        r"|letters|words)\b[^.\n]{0,50}?\b(?:follow|execute|obey|do (?:what|it)|carry out|print the thing|spell)"
+        r"|\bexecute\s+[a-z]\s*\+\s*[a-z]\b|\bfirst letter of each word\b[^.\n]{0,30}?\b(?:follow|obey|do)",
+    ),
+)
+
+# Spaced-out or decoded text loses word boundaries; these are matched with the spaces removed.
+_SQUASHED = re.compile(
+    r"ignore(?:all)?(?:your|the)?(?:previous|prior|above)?(?:instructions|rules|prompt)|systemprompt"
+    r"|developermode|doanythingnow|jailbr(?:eak|oken)|revealthe(?:system)?prompt|disable(?:your)?(?:safety|filters)"
+)
+# Talking *about* attacks: a question or explanation whose quoted examples are not instructions.
+_META = re.compile(
+    r"\b(?:what (?:is|are|was|were|does|do)|explain|describe|how (?:do|can|should|would|does) (?:i|we|you|one|it)"
+    r"|examples? of|is it possible|why (?:do|does|did)|paper|research|owasp|red[- ]team|test(?:ing)? (?:my|our)"
+    r"|protect|defend|detect|prevent|mitigat|mean|meaning|definition|define|stand for)\b"
+)
+_META_TOPIC = re.compile(
+    r"\b(?:prompt injections?|injection attacks?|jailbreaks?|jailbreaking|dan prompts?|adversarial prompts?"
+    r"|prompt attacks?|guardrails?|prompt leak(?:ing|s)?|red[- ]team(?:ing)?)\b|'dan'|\"dan\""
+)
+_QUOTED = re.compile(r"[\"“”«»`]([^\"“”«»`\n]{3,400})[\"“”«»`]|(?<![\w])'([^'\n]{3,400})'(?![\w])")
+# A message that hands the assistant a document: indirect injection lives in such messages.
+_DOC_REQUEST = re.compile(
+    r"\b(?:summari[sz]e|translate|proofread|review|check|analy[sz]e|read|extract|what does|what's in|look at"
+    r"|process|here(?:'s| is) (?:an?|the|my|this)|below|following|copied|pasted|found)\b"
+)
+# Words that make a window of a long text worth embedding: it talks to, or about, an assistant.
+_CUES = re.compile(
+    r"\b(?:ignore|disregard|forget|instructions?|prompt|system|assistant|ai|model|llm|chatbot|gpt|you are"
+    r"|you're|pretend|act as|role-?play|rules|restrictions|filters?|jailbreak|developer|override|reveal|repeat"
+    r"|print|output|respond|reply|from now on|new task|important|attention|note to|must|instead|send|forward)\b"
+)
+# The rules' own words used in a template or tokenizer question ("what is [INST] in llama 2?").
+_FORMAT_TALK = re.compile(
+    r"\b(?:chat template|prompt template|template|tokeni[sz]er|special tokens?|format|fine-?tun\w*)\b"
+)
+
+
+@dataclass
+class _Evidence:
+    signals: list[Signal] = field(default_factory=list)
+    knn_score: float = 0.0
+    knn_category: str = ""
+    knn_span: tuple[int, int] | None = None
+    knn_detail: str = ""
+
+
+class InjectionDetector:
+    """Prompt injection (direct, indirect, encoded) and jailbreak attempts; see the module docstring."""
+
+    name = "injection"
+    default_threshold = 0.5
+
+    def __init__(
+        self,
+        *,
+        use_knn: bool = True,
+        knn_floor: float = 0.5,
+        knn_weight: float = 0.6,
+        window_words: int = 40,
+        max_windows: int = 2,
+        max_chars: int = 20_000,
+        min_score: float = 0.2,
+        reference_set: str = "injection_reference",
+    ) -> None:
+        self.use_knn = use_knn
+        # A k-NN vote below knn_floor adds nothing; at 1.0 it adds knn_weight. Both were chosen by leave-one-out
+        # on the reference set (recall against false positives on its hard negatives), not on the evaluation set.
+        self.knn_floor = knn_floor
+        self.knn_weight = knn_weight
+        self.window_words = window_words
+        self.max_windows = max_windows
+        self.max_chars = max_chars
+        self.min_score = min_score
+        self.reference = reference.ReferenceSet(reference_set)
+
+    def check(self, text: str, *, direction: Direction, context: CheckContext) -> list[Finding]:
+        if not text.strip():
+            return []
+        evidence = _Evidence(signals=rule_signals(text[: self.max_chars]))
+        if self.use_knn:
+            self._add_knn(text, context, evidence)
+        return self._findings(evidence)
+
+    # --- k-NN ----------------------------------------------------------------------------------------
+
+    def _add_knn(self, text: str, context: CheckContext, evidence: _Evidence) -> None:
+        candidates = self._knn_candidates(text, evidence.signals)
+        if not candidates:
+            return
+        known = _known_embedding(text, context)
+        vectors = reference.vectors_for([candidate for candidate, _ in candidates], known=known)
+        for (_, span), votes in zip(candidates, self.reference.votes(vectors), strict=True):
+            if votes.score > evidence.knn_score:
+                evidence.knn_score = votes.score
+                evidence.knn_category = votes.category
+                evidence.knn_span = span
+                neighbour = self.reference.examples[votes.neighbour].text
+                evidence.knn_detail = f"k-NN {votes.score:.2f} (nearest {votes.nearest:.2f}: {neighbour[:60]!r})"
+
+    def _knn_candidates(self, text: str, signals: Sequence[Signal]) -> list[tuple[str, tuple[int, int]]]:
+        """The texts worth a vector: the whole message, its de-disguised form, decoded payloads, windows."""
+        whole = (0, len(text))
+        candidates = [(text, whole)]
+        folded = textnorm.fold(text[: self.max_chars])
+        if folded.invisible or folded.confusable:
+            candidates.append((folded.text, whole))
+        for payload in textnorm.payloads(text[: self.max_chars])[:2]:
+            candidates.append((payload.text, (payload.start, payload.end)))
+        if len(text.split()) > self.window_words * 1.5:
+            candidates += self._cued_windows(text, signals)
+        return candidates
+
+    def _cued_windows(self, text: str, signals: Sequence[Signal]) -> list[tuple[str, tuple[int, int]]]:
+        scored = []
+        for window in reference.windows(text, words=self.window_words, max_chars=self.max_chars):
+            cues = len(_CUES.findall(textnorm.fold(window.text).text))
+            cues += 3 * sum(1 for s in signals if s.start < window.end and s.end > window.start)
+            if cues:
+                scored.append((cues, window))
+        scored.sort(key=lambda pair: -pair[0])
+        return [(window.text, (window.start, window.end)) for _, window in scored[: self.max_windows]]
+
+    # --- Scoring -------------------------------------------------------------------------------------
+
+    def knn_contribution(self, score: float) -> float:
+        if score <= self.knn_floor:
+            return 0.0
+        return self.knn_weight * (score - self.knn_floor) / (1.0 - self.knn_floor)
+
+    def _findings(self, evidence: _Evidence) -> list[Finding]:
+        knn = self.knn_contribution(evidence.knn_score)
+        by_category = textnorm.by_category(evidence.signals)
+        if not by_category and knn == 0.0:
+            return []
+        total = 1.0 - (1.0 - noisy_or(s.weight for s in evidence.signals)) * (1.0 - knn)
+        lead = _lead_category(by_category, evidence.knn_category if knn else "")
+        findings = [self._finding(lead, total, evidence.signals, evidence, knn)]
+        for category, score in by_category.items():
+            if category != lead and score >= self.min_score:
+                own = [s for s in evidence.signals if s.category == category]
+                findings.append(self._finding(category, score, own, evidence, 0.0))
+        return [finding for finding in findings if finding.score >= self.min_score]
+
+    @staticmethod
+    def _finding(category: str, score: float, signals: Sequence[Signal], evidence: _Evidence, knn: float) -> Finding:
+        spans = {(s.start, s.end) for s in signals}
+        if knn and evidence.knn_span is not None:
+            spans.add(evidence.knn_span)
+        parts = [f"{s.why} {s.weight:.2f}" for s in sorted(signals, key=lambda s: -s.weight)[:6]]
+        if knn:
+            parts.append(evidence.knn_detail)
+        label = _LABELS[category]
+        return Finding(
+            category=category,
+            score=round(min(score, 1.0), 4),
+            spans=tuple(Span(start, end, label) for start, end in sorted(spans)[:20]),
+            detail="; ".join(parts),
+        )
+
+
+def _known_embedding(text: str, context: CheckContext) -> dict[str, Any] | None:
+    vector = context.extra.get("embedding") if context.extra else None
+    return {text: vector} if vector is not None else None
+
+
+def _lead_category(by_category: dict[str, float], knn_category: str) -> str:
+    if by_category:
+        return max(by_category, key=by_category.__getitem__)
+    return knn_category if knn_category in _LABELS else PROMPT_INJECTION
+
+
+# --- Rules ---------------------------------------------------------------------------------------------
+
+
+def rule_signals(text: str) -> list[Signal]:
+    """Every rule hit in the text and in what it hides, one signal per rule (its strongest occurrence)."""
+    folded = textnorm.fold(text)
+    doc = _is_document(folded.text)
+    signals = _match(folded.text, folded.raw_span, doc=doc)
+    signals += _disguise_signals(text, folded, doc=doc)
+    signals = _damp_discussion(folded.text, folded.raw_span, signals)
+    return textnorm.strongest_per_rule(signals)
+
+
+def _match(text: str, to_raw: Any, *, doc: bool, only_strong: bool = False, why: str = "") -> list[Signal]:
+    signals = []
+    for rule in RULES:
+        if only_strong and STRONG not in rule.flags:
+            continue
+        match = rule.pattern.search(text)
+        if match is None:
+            continue
+        weight = rule.weight if doc or DOC not in rule.flags else rule.weight * 0.4
+        start, end = to_raw(match.start(), match.end())
+        signals.append(Signal(rule.category, weight, start, end, f"{why}{rule.name}"))
+    return signals
+
+
+def _disguise_signals(raw: str, folded: textnorm.Folded, *, doc: bool) -> list[Signal]:
+    """Rules on decoded payloads and on rot13/reversed text; hiding an instruction is itself a signal."""
+    signals: list[Signal] = []
+    for payload in textnorm.payloads(raw):
+        found = _match(payload.text, lambda a, b, p=payload: (p.start, p.end), doc=True, why=f"{payload.kind}:")
+        squashed = _SQUASHED.search(payload.text.replace(" ", ""))
+        if squashed:
+            found.append(Signal(PROMPT_INJECTION, 0.6, payload.start, payload.end, f"{payload.kind}:squashed"))
+        if found:
+            signals += found
+            signals.append(Signal(found[0].category, 0.3, payload.start, payload.end, f"hidden in {payload.kind}"))
+    whole = (0, len(raw))
+    for name, variant in (("rot13", textnorm.rot13(folded.text)), ("reversed", folded.text[::-1])):
+        signals += _match(variant, lambda a, b: whole, doc=doc, only_strong=True, why=f"{name}:")
+    if folded.invisible >= 2 and signals:
+        signals.append(Signal(PROMPT_INJECTION, 0.2, 0, len(raw), "invisible characters"))
+    mixed = textnorm.mixed_script_words(raw) if folded.confusable else 0
+    if mixed:
+        signals.append(Signal(PROMPT_INJECTION, 0.25 if mixed > 1 else 0.15, 0, len(raw), "look-alike letters"))
+    return signals
+
+
+def _is_document(folded: str) -> bool:
+    """Does the message hand over content to work on (where an address to 'the AI' is out of place)?"""
+    return len(folded) > 600 or bool(_DOC_REQUEST.search(folded[:200]))
+
+
+def _damp_discussion(folded: str, to_raw: Any, signals: list[Signal]) -> list[Signal]:
+    """A question about attacks quotes them: hits inside its quotes count for little."""
+    format_talk = bool(_FORMAT_TALK.search(folded))
+    if not _META.search(folded) and not format_talk:
+        return signals
+    quoted = [to_raw(*m.span()) for m in _QUOTED.finditer(folded)]
+    meta = bool(_META.search(folded))
+    topic = bool(_META_TOPIC.search(folded))
+    damped = []
+    for signal in signals:
+        inside = any(start <= signal.start and signal.end <= end for start, end in quoted)
+        factor = 0.35 if inside and meta else 0.5 if format_talk and signal.why == "role_tokens" else 1.0
+        if topic and not inside:
+            factor = min(factor, 0.8)
+        damped.append(Signal(signal.category, signal.weight * factor, signal.start, signal.end, signal.why))
+    return damped

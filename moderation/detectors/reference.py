@@ -1,0 +1,345 @@
+"""The learned half of the guardrails: k nearest neighbours over MiniLM embeddings of labelled examples.
+
+Each reference set is a JSONL file in moderation/data (text, label, category, source; a label is
+"benign" or names a harmful class) whose embeddings are shipped beside it as an .npz, so a process
+does not spend ~5 s embedding a few hundred examples on its first check. The .npz records the
+sha256 of the JSONL it was computed from and the embedding model's name: if either differs (the set
+was edited, or EMBEDDING_BACKEND names another model) the vectors are recomputed at first use, with
+a warning, instead of comparing incomparable vectors. After editing a set, rebuild the file:
+
+    python -m moderation.detectors.reference
+
+Texts are embedded through chatproject.llm.embeddings, so the same model (and its one copy in
+memory) serves memory search and the guardrails. A detector asks `vectors_for` for windows of a
+text; vectors are kept in a small per-process LRU because a streaming reply is re-checked with
+the tail of what came before, and the input and output detectors look at the same windows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+logger = logging.getLogger(__name__)
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+BENIGN = "benign"
+DIMENSIONS = 384  # chatproject.llm.embeddings.DIMENSIONS, without importing Django settings here
+SET_NAMES = ("injection_reference", "toxicity_reference")
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    text: str
+    label: str  # "benign", or the harmful class ("attack", "harmful")
+    category: str  # the finding category it teaches ("prompt_injection", "toxicity.hate", ...); "none" if benign
+    source: str  # which public description the example follows
+
+
+@dataclass(frozen=True, slots=True)
+class Votes:
+    """What the neighbours of one vector say."""
+
+    score: float  # weighted share of harmful neighbours, damped when none is close: 0..1
+    category: str  # the harmful category with the most weight ("" if none)
+    nearest: float  # cosine similarity of the closest harmful example
+    neighbour: int  # index of that example in the set (-1 if none)
+
+
+@dataclass(frozen=True, slots=True)
+class KnnParams:
+    # Chosen by leave-one-out on the injection reference set (not on any evaluation set).
+    k: int = 11
+    # Softmax temperature over similarities: closer neighbours count for more.
+    temperature: float = 0.1
+    # A vote counts fully only when some harmful example is at least this similar, and not at all below
+    # `floor`: an input unlike anything in the set is not judged by the set.
+    floor: float = 0.4
+    full: float = 0.55
+
+
+class ReferenceSet:
+    """One labelled set with its vectors, loaded on first use; `votes` is thread-safe."""
+
+    def __init__(self, name: str, params: KnnParams | None = None) -> None:
+        self.name = name
+        self.params = params or KnnParams()
+        self.path = DATA / f"{name}.jsonl"
+        self._lock = threading.Lock()
+        self._loaded: tuple[list[Example], NDArray[np.float32]] | None = None
+
+    @property
+    def examples(self) -> list[Example]:
+        return self._load()[0]
+
+    @property
+    def matrix(self) -> NDArray[np.float32]:
+        return self._load()[1]
+
+    def votes(self, vectors: NDArray[np.float32], *, exclude: Sequence[int] = ()) -> list[Votes]:
+        """The neighbours' verdict for each row of `vectors` (unit vectors, shape (m, 384)).
+
+        `exclude` leaves examples out (leave-one-out evaluation of the set itself).
+        """
+        examples, matrix = self._load()
+        if len(vectors) == 0:
+            return []
+        sims = vectors @ matrix.T
+        if exclude:
+            sims[:, list(exclude)] = -1.0
+        harmful = self._harmful_mask(examples)
+        return [self._vote(row, examples, harmful) for row in sims]
+
+    def _vote(self, sims: NDArray[np.float32], examples: list[Example], harmful: NDArray[np.bool_]) -> Votes:
+        p = self.params
+        k = min(p.k, len(sims))
+        top = np.argpartition(-sims, k - 1)[:k]
+        weights = np.exp((sims[top] - sims[top].max()) / p.temperature)
+        share = float(weights[harmful[top]].sum() / weights.sum())
+        if not harmful.any():
+            return Votes(0.0, "", 0.0, -1)
+        harmful_sims = np.where(harmful, sims, -1.0)
+        neighbour = int(harmful_sims.argmax())
+        nearest = float(harmful_sims[neighbour])
+        gate = min(max((nearest - p.floor) / (p.full - p.floor), 0.0), 1.0)
+        by_category: dict[str, float] = {}
+        for index, weight in zip(top, weights, strict=True):
+            if harmful[index]:
+                category = examples[index].category
+                by_category[category] = by_category.get(category, 0.0) + float(weight)
+        category = max(by_category, key=by_category.__getitem__) if by_category else examples[neighbour].category
+        return Votes(round(share * gate, 4), category, nearest, neighbour)
+
+    @staticmethod
+    def _harmful_mask(examples: list[Example]) -> NDArray[np.bool_]:
+        return np.array([example.label != BENIGN for example in examples], dtype=bool)
+
+    def _load(self) -> tuple[list[Example], NDArray[np.float32]]:
+        loaded = self._loaded
+        if loaded is None:
+            with self._lock:
+                if self._loaded is None:
+                    examples = read_examples(self.path)
+                    self._loaded = (examples, _vectors_of(self, examples))
+                loaded = self._loaded
+        return loaded
+
+
+def read_examples(path: Path) -> list[Example]:
+    examples = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        try:
+            examples.append(Example(row["text"], row["label"], row["category"], row["source"]))
+        except KeyError as exc:
+            raise ValueError(f"{path}:{number} lacks the field {exc}") from exc
+    return examples
+
+
+def source_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def vectors_path(name: str) -> Path:
+    return DATA / f"{name}.npz"
+
+
+def _vectors_of(reference: ReferenceSet, examples: list[Example]) -> NDArray[np.float32]:
+    shipped = _shipped_vectors(reference.name, source_digest(reference.path), len(examples))
+    if shipped is not None:
+        return shipped
+    logger.warning(
+        "%s: shipped vectors missing or stale (set edited or another embedding model); embedding %d examples"
+        " now. Run `python -m moderation.detectors.reference` to ship fresh ones.",
+        reference.name,
+        len(examples),
+    )
+    return embed_texts([example.text for example in examples])
+
+
+def _shipped_vectors(name: str, digest: str, count: int) -> NDArray[np.float32] | None:
+    """The .npz vectors if they were made from exactly this JSONL by exactly this model."""
+    from chatproject.llm import embeddings
+
+    path = vectors_path(name)
+    if not path.exists():
+        return None
+    with np.load(path, allow_pickle=False) as stored:
+        meta = json.loads(str(stored["meta"]))
+        if meta.get("source_sha256") != digest or meta.get("model") != embeddings.model_name():
+            return None
+        vectors = stored["vectors"].astype(np.float32)
+    if vectors.shape != (count, embeddings.DIMENSIONS):
+        return None
+    # float16 storage rounds; re-normalising keeps dot products true cosines.
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def build(name: str) -> Path:
+    """Embed a set and write its .npz; what the module does when run as a script."""
+    from chatproject.llm import embeddings
+
+    source = DATA / f"{name}.jsonl"
+    examples = read_examples(source)
+    vectors = embed_texts([example.text for example in examples])
+    meta = {"source_sha256": source_digest(source), "model": embeddings.model_name(), "count": len(examples)}
+    path = vectors_path(name)
+    np.savez_compressed(path, vectors=vectors.astype(np.float16), meta=np.array(json.dumps(meta)))
+    return path
+
+
+# --- Embedding texts, windows of long texts, and the cache ----------------------------------------------
+
+
+def embed_texts(texts: Sequence[str]) -> NDArray[np.float32]:
+    from chatproject.llm import embeddings
+
+    if not texts:
+        return np.zeros((0, DIMENSIONS), dtype=np.float32)
+    return np.asarray(embeddings.embed(list(texts)), dtype=np.float32)
+
+
+class _VectorCache:
+    """A bounded LRU of text -> vector, shared by the detectors of one process."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[str, NDArray[np.float32]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, text: str) -> NDArray[np.float32] | None:
+        with self._lock:
+            vector = self._items.get(text)
+            if vector is not None:
+                self._items.move_to_end(text)
+            return vector
+
+    def put(self, text: str, vector: NDArray[np.float32]) -> None:
+        with self._lock:
+            self._items[text] = vector
+            self._items.move_to_end(text)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+vector_cache = _VectorCache(size=2048)
+
+
+def vectors_for(texts: Sequence[str], *, known: dict[str, Any] | None = None) -> NDArray[np.float32]:
+    """One unit vector per text, embedding only those neither `known` nor cached, in one batch.
+
+    `known` maps a text to a vector the caller already has (the turn's embedding of the message).
+    """
+    found: dict[str, NDArray[np.float32]] = {}
+    for text in texts:
+        vector = _known_vector(known, text) if known else None
+        if vector is None:
+            vector = vector_cache.get(text)
+        if vector is not None:
+            found[text] = vector
+    missing = [text for text in dict.fromkeys(texts) if text not in found]
+    if missing:
+        for text, vector in zip(missing, embed_texts(missing), strict=True):
+            vector_cache.put(text, vector)
+            found[text] = vector
+    if not texts:
+        return np.zeros((0, DIMENSIONS), dtype=np.float32)
+    return np.stack([_unit(found[text]) for text in texts])
+
+
+def _known_vector(known: dict[str, Any], text: str) -> NDArray[np.float32] | None:
+    vector = known.get(text)
+    if vector is None or len(vector) != DIMENSIONS:
+        return None
+    return np.asarray(vector, dtype=np.float32)
+
+
+def _unit(vector: NDArray[np.float32]) -> NDArray[np.float32]:
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm > 0 else vector
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    start: int
+    end: int
+    text: str
+
+
+_SENTENCE = re.compile(r"[^.!?\n]*(?:[.!?]+[\"')\]]*|\n+|$)")
+
+
+def windows(text: str, *, words: int = 40, max_chars: int = 20_000) -> list[Window]:
+    """Consecutive sentences packed into windows of about `words` words (longer sentences are cut).
+
+    Reference examples are one to three sentences long; windows of that size compare best with them,
+    where one vector of a whole document would average an injected sentence away.
+    """
+    result: list[Window] = []
+    start = end = count = 0
+    for sentence in _sentences(text[:max_chars]):
+        size = len(sentence.text.split())
+        if count and count + size > words:
+            result.append(Window(start, end, text[start:end].strip()))
+            count = 0
+        if not count:
+            start = sentence.start
+        end = sentence.end
+        count += size
+        if count > words:
+            result += _cut(text, start, end, words)
+            count = 0
+    if count:
+        result.append(Window(start, end, text[start:end].strip()))
+    return [window for window in result if window.text]
+
+
+def _sentences(text: str) -> list[Window]:
+    return [Window(m.start(), m.end(), m.group()) for m in _SENTENCE.finditer(text) if m.group().strip()]
+
+
+def _cut(text: str, start: int, end: int, words: int) -> list[Window]:
+    """A long sentence (or a paste without punctuation) in pieces of `words` words."""
+    spans = [m.span() for m in re.finditer(r"\S+", text[start:end])]
+    pieces = []
+    for first in range(0, len(spans), words):
+        chunk = spans[first : first + words]
+        a, b = start + chunk[0][0], start + chunk[-1][1]
+        pieces.append(Window(a, b, text[a:b]))
+    return pieces
+
+
+# --- The script -----------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    import os
+
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
+    django.setup()
+    for name in SET_NAMES:
+        path = build(name)
+        print(f"wrote {path} ({len(read_examples(DATA / f'{name}.jsonl'))} examples)")
+
+
+if __name__ == "__main__":
+    main()
