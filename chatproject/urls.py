@@ -11,5 +11,6 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", health.healthz, name="healthz"),
     path("memory/", include("memory.urls")),
+    path("", include("moderation.urls")),
     path("", include("conversations.urls")),
 ]

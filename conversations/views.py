@@ -19,6 +19,7 @@ from conversations.selectors import (
     message_payload,
 )
 from conversations.services.messages import TurnRejected, conversation_delete, conversation_rename
+from moderation.services import user_is_suspended
 
 
 def _conversation_or_404(request: HttpRequest, conversation_id: str) -> Conversation:
@@ -47,6 +48,8 @@ def _page_context(request: HttpRequest, conversation: Conversation | None) -> di
             "socketPath": "/ws/chat/",
             "maxMessageChars": settings.CHAT_MAX_MESSAGE_CHARS,
             "streaming": [{"messageId": p["id"], "seq": p["seq"]} for p in payloads if p["status"] == "streaming"],
+            "suspended": user_is_suspended(user_id=int(request.user.pk or 0)),  # pages need a login
+            "suspendedMessage": "Your account is suspended, so you cannot send messages. Contact the operator.",
         },
     }
 

@@ -89,6 +89,13 @@ def report_create(*, reporter: User, message: Message, reason: str) -> Flag:
         raise ModerationError("empty_reason", "Say briefly what is wrong with this reply.")
     if message.role != Message.Role.ASSISTANT:
         raise ModerationError("not_a_reply", "Only the assistant's replies can be reported.")
+    if message.status == Message.Status.STREAMING:
+        raise ModerationError("still_streaming", "Wait until the reply is finished to report it.")
+    already = Flag.objects.filter(
+        message=message, reporter=reporter, direction=Flag.Direction.REPORT, review_status=Flag.Review.OPEN
+    ).first()
+    if already is not None:
+        return already  # one open report per person and reply: reporting twice adds nothing
     return Flag.objects.create(
         message=message,
         conversation_id=message.conversation_id,
@@ -158,7 +165,13 @@ def message_remove(*, message: Message, reviewer: User, note: str = "", flag: Fl
     """Replace a message's text with a tombstone. The row stays: later turns branch from it."""
     with transaction.atomic():
         Message.objects.filter(pk=message.pk).update(
-            content=REMOVED_TEXT, redacted_content="", status=Message.Status.BLOCKED, embedding=None, embedding_model=""
+            content=REMOVED_TEXT,
+            redacted_content="",
+            status=Message.Status.BLOCKED,
+            error_code="removed",
+            error_message="This message was removed by a moderator.",
+            embedding=None,
+            embedding_model="",
         )
         ModerationDecision.objects.create(
             flag=flag,

@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('conversations', '0002_conversation_temporary_message_context_report'),
+        ("conversations", "0002_conversation_temporary_message_context_report"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='message',
-            name='redacted_content',
-            field=models.TextField(blank=True, default=''),
+            model_name="message",
+            name="redacted_content",
+            field=models.TextField(blank=True, default=""),
         ),
     ]

@@ -48,9 +48,7 @@ class TurnStart:
 
 def user_must_be_allowed_to_send(*, user: User) -> None:
     if user_is_suspended(user_id=user.pk):
-        raise TurnRejected(
-            "suspended", "Your account is suspended, so you cannot send messages. Contact the operator."
-        )
+        raise TurnRejected("suspended", "Your account is suspended, so you cannot send messages. Contact the operator.")
 
 
 def conversation_create(*, owner: User, title: str = DEFAULT_TITLE, model: str = "") -> Conversation:
@@ -86,9 +84,12 @@ def validate_content(content: object) -> str:
     return content
 
 
-def _locked_conversation(user: User, conversation_id: str | None, content: str) -> tuple[Conversation, bool]:
+def _locked_conversation(
+    user: User, conversation_id: str | None, content: str, *, blocked: bool
+) -> tuple[Conversation, bool]:
     if conversation_id is None:
-        return conversation_create(owner=user, title=title_from(content)), True
+        # A blocked message must not name the conversation in the sidebar.
+        return conversation_create(owner=user, title=DEFAULT_TITLE if blocked else title_from(content)), True
     try:
         key = uuid.UUID(str(conversation_id))
     except ValueError:
@@ -119,7 +120,7 @@ def turn_start(
     text = validate_content(content)
     try:
         with transaction.atomic():
-            conversation, created = _locked_conversation(user, conversation_id, text)
+            conversation, created = _locked_conversation(user, conversation_id, text, blocked=blocked)
             reaped = [] if created else messages_reap_interrupted(conversation_id=conversation.pk)
             if Message.objects.filter(conversation=conversation, status=Message.Status.STREAMING).exists():
                 raise TurnRejected("busy", "A reply is still being written in this conversation. Stop it or wait.")

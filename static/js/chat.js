@@ -5,6 +5,10 @@
 
 const configEl = document.getElementById("chat-config");
 const config = configEl ? JSON.parse(configEl.textContent) : null;
+// A suspended account learns it on page load, not from its first failed send.
+window.addEventListener("DOMContentLoaded", () => {
+  if (config?.suspended) showSuspended(config.suspendedMessage);
+});
 
 const RECONNECT_MIN_MS = 500;
 const RECONNECT_MAX_MS = 10000;
@@ -18,8 +22,11 @@ const TITLE_LENGTH = 60;
 const NOTES = {
   stopped: "Stopped",
   interrupted: "Interrupted — the server restarted",
-  blocked: "Blocked by the content filter",
+  blocked: "Stopped: the reply did not pass the content rules.",
 };
+/** A user message the input guardrails stopped, before (or without) the reason from the server. */
+const BLOCKED_INPUT_NOTE = "Not sent — this message did not pass the content rules.";
+const REPORTED_LABEL = "Reported — thank you";
 
 const $ = (selector, root = document) => root.querySelector(selector);
 
@@ -53,6 +60,8 @@ const pendingSends = new Map();
 const failedSends = new Map();
 /** The assistant message of this conversation that is streaming, if any. */
 let streamingId = null;
+/** The account may not send (an error `suspended`): the composer stays disabled. */
+let suspended = false;
 
 // --- small helpers ----------------------------------------------------------------------------
 
@@ -70,6 +79,11 @@ function titleFrom(text) {
 function urlFor(kind, id) {
   const pattern = sidebarList?.dataset[kind + "Url"] || `/c/${ZERO_UUID}/`;
   return pattern.replace(ZERO_UUID, id);
+}
+
+function reportUrl(messageId) {
+  const pattern = list.dataset.reportUrl || `/c/${ZERO_UUID}/m/0/report/`;
+  return pattern.replace(ZERO_UUID, conversationId).replace(/\/m\/0\//, `/m/${messageId}/`);
 }
 
 function csrfToken() {
@@ -108,12 +122,27 @@ jumpBtn.addEventListener("click", () => scrollToBottom(true));
 // --- error banner -----------------------------------------------------------------------------
 
 function showError(text) {
+  if (suspended) return; // the suspension notice stays: nothing else can be done from here
   $(".banner-text", banner).textContent = text;
   banner.hidden = false;
 }
 
 function hideError() {
+  if (suspended) return;
   banner.hidden = true;
+}
+
+function showSuspended(text) {
+  $(".banner-text", banner).textContent = text || "Your account is suspended, so you cannot send messages.";
+  banner.dataset.kind = "suspended";
+  $('[data-action="dismiss-error"]', banner).hidden = true;
+  banner.hidden = false;
+  suspended = true;
+  input.disabled = true;
+  input.setAttribute("aria-describedby", banner.id);
+  input.placeholder = "Sending is turned off for this account";
+  updateComposer();
+  scrollToBottom(); // the banner takes room from the thread: keep the last message in view
 }
 
 // --- messages ---------------------------------------------------------------------------------
@@ -142,6 +171,22 @@ function setNote(entry, text) {
 function setStatus(entry, status) {
   entry.status = status;
   entry.el.dataset.status = status;
+}
+
+/** A user message the input guardrails stopped: it stays in the thread with the reason under it. */
+function markBlocked(el, reason) {
+  el.dataset.status = "blocked";
+  const entry = messages.get(Number(el.dataset.messageId));
+  if (entry) entry.status = "blocked";
+  const note = $('[data-testid="message-note"]', el);
+  if (reason) {
+    note.textContent = reason; // the server's sentence already says it was not sent, and why
+    el.dataset.reason = "server";
+  } else if (!el.dataset.reason) {
+    note.textContent = BLOCKED_INPUT_NOTE; // the reason comes in the error frame, maybe later
+  }
+  note.className = "message-note note-blocked";
+  note.hidden = false;
 }
 
 function showMessages() {
@@ -592,7 +637,8 @@ function onMessageCreated(frame) {
   if (!pending && frame.client_id && failedSends.has(frame.client_id)) {
     pending = unfailSend(frame.client_id); // stored after all: undo the failure shown
   }
-  if (!conversationId && pending) adoptConversation(frame.conversation_id, pending.content);
+  const blocked = message.role === "user" && message.status === "blocked";
+  if (!conversationId && pending) adoptConversation(frame.conversation_id, blocked ? null : pending.content);
   bumpConversation(frame.conversation_id);
   if (frame.conversation_id !== conversationId || messages.has(message.id)) return;
 
@@ -606,6 +652,7 @@ function onMessageCreated(frame) {
     el.dataset.messageId = String(message.id);
     el.dataset.seq = String(message.seq || 0);
     setStatus(register(el), message.status || "complete");
+    if (blocked) markBlocked(el, "");
     updateComposer();
   } else if (message.role === "assistant") {
     appendAssistantMessage(message);
@@ -651,6 +698,7 @@ function onDone(frame) {
   setStatus(entry, frame.status);
   let note = NOTES[frame.status] || "";
   if (frame.status === "failed") note = "Failed: " + (frame.error?.message || "the reply could not be completed");
+  if (frame.status === "blocked" && frame.error?.message) note = frame.error.message;
   setNote(entry, note);
   const gauge = contextGauge(frame.context, frame.usage?.completion_tokens);
   if (gauge) {
@@ -666,6 +714,13 @@ function onDone(frame) {
 }
 
 function onError(frame) {
+  if (frame.code === "blocked") return onBlocked(frame);
+  if (frame.code === "suspended") {
+    const waiting = frame.client_id ? pendingSends.get(frame.client_id) : undefined;
+    if (waiting) failSend(frame.client_id, waiting, "your account is suspended.");
+    showSuspended(frame.message);
+    return undefined;
+  }
   const pending = frame.client_id ? pendingSends.get(frame.client_id) : undefined;
   if (pending) {
     failSend(frame.client_id, pending, frame.message);
@@ -681,6 +736,32 @@ function onError(frame) {
   }
   updateComposer();
   showError(frame.message || "Something went wrong.");
+}
+
+/** The input guardrails stopped a message: it was stored (status blocked) and gets no reply. The
+ * `message.created` for it may come before or after this frame; either one settles the bubble. */
+function onBlocked(frame) {
+  const reason = frame.message || "";
+  let pending = frame.client_id ? pendingSends.get(frame.client_id) : undefined;
+  if (!pending && frame.client_id && failedSends.has(frame.client_id)) pending = unfailSend(frame.client_id);
+  if (pending) {
+    clearTimeout(pending.timer);
+    pendingSends.delete(frame.client_id);
+    if (!conversationId && frame.conversation_id) adoptConversation(frame.conversation_id, null);
+    const id = Number(frame.message_id);
+    if (frame.conversation_id === conversationId && Number.isInteger(id) && !messages.has(id)) {
+      pending.el.id = `m-${id}`;
+      pending.el.dataset.messageId = String(id);
+      register(pending.el); // the later message.created finds it and adds nothing
+    }
+    markBlocked(pending.el, reason);
+  } else if (frame.conversation_id === conversationId) {
+    const entry = messages.get(Number(frame.message_id));
+    if (entry && entry.role === "user") markBlocked(entry.el, reason);
+  }
+  updateComposer();
+  scrollToBottom();
+  return undefined;
 }
 
 function failSend(clientId, pending, reason) {
@@ -736,7 +817,13 @@ function adoptConversation(id, content) {
     if (active) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
-  setTitle(id, titleFrom(content));
+  if (content === null) {
+    // A blocked first message does not name the conversation: ask the server for its title.
+    setTitle(id, titleEl.textContent.trim() || "New chat");
+    send({ type: "subscribe", conversation_id: id });
+  } else {
+    setTitle(id, titleFrom(content));
+  }
   $(".suggestions")?.remove();
   const summary = $("#summary-disclosure");
   if (summary) summary.hidden = false;
@@ -838,15 +925,122 @@ document.addEventListener("click", (event) => {
       return copyText(target, $('[data-testid="message-body"]', target.closest(".message")).innerText);
     case "copy-code":
       return copyText(target, $("pre", target.closest(".code-block")).innerText);
+    case "report":
+      return openReport(target);
+    case "cancel-report":
+      return closeReport(target.closest(".report-form"));
     default:
       return undefined;
   }
 });
 
 document.addEventListener("keydown", (event) => {
+  const reportForm = event.target.closest?.(".report-form");
+  if (event.key === "Escape" && reportForm) {
+    event.preventDefault();
+    closeReport(reportForm);
+    return;
+  }
   if (event.key === "Escape" && app.dataset.sidebar === "open") setSidebar(false);
   if (event.key === "Escape" && document.querySelector(`:is(${POPOVERS})[open]`)) closePopovers();
 });
+
+// --- reporting a reply ------------------------------------------------------------------------
+
+function reportButtonOf(form) {
+  return $('[data-action="report"]', form.closest(".message"));
+}
+
+function openReport(button) {
+  if (button.getAttribute("aria-disabled") === "true") return;
+  const messageEl = button.closest(".message");
+  const open = $(".report-form", messageEl);
+  if (open) {
+    $("textarea", open).focus();
+    return;
+  }
+  const form = $("#tpl-report-form").content.firstElementChild.cloneNode(true);
+  const id = messageEl.dataset.messageId;
+  const field = $("textarea", form);
+  field.id = `report-reason-${id}`;
+  $(".report-label", form).htmlFor = field.id;
+  const error = $(".report-error", form);
+  error.id = `report-error-${id}`;
+  form.id = `report-${id}`;
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    sendReport(form);
+  });
+  field.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && (event.metaKey || event.ctrlKey)) {
+      event.preventDefault();
+      sendReport(form);
+    }
+  });
+  $(".message-meta", messageEl).after(form);
+  button.setAttribute("aria-expanded", "true");
+  button.setAttribute("aria-controls", form.id);
+  field.focus();
+  revealBelow(form);
+}
+
+/** Scroll the thread just enough for an element under the last message to be seen whole. */
+function revealBelow(el) {
+  const overflow = el.getBoundingClientRect().bottom - thread.getBoundingClientRect().bottom;
+  if (overflow > 0) thread.scrollTop += overflow + 12;
+}
+
+function closeReport(form, { focus = true } = {}) {
+  if (!form) return;
+  const button = reportButtonOf(form);
+  form.remove();
+  button?.setAttribute("aria-expanded", "false");
+  button?.removeAttribute("aria-controls");
+  if (focus) button?.focus();
+}
+
+function showReportError(form, text) {
+  const error = $(".report-error", form);
+  const field = $("textarea", form);
+  error.textContent = text;
+  error.hidden = !text;
+  if (text) {
+    field.setAttribute("aria-invalid", "true");
+    field.setAttribute("aria-describedby", error.id);
+  } else {
+    field.removeAttribute("aria-invalid");
+    field.removeAttribute("aria-describedby");
+  }
+}
+
+async function sendReport(form) {
+  const submitBtn = $('[type="submit"]', form);
+  if (submitBtn.disabled) return;
+  const messageId = Number(form.closest(".message").dataset.messageId);
+  const field = $("textarea", form);
+  submitBtn.disabled = true;
+  submitBtn.textContent = "Sending…";
+  showReportError(form, "");
+  try {
+    await postAction(reportUrl(messageId), { reason: field.value });
+  } catch (error) {
+    submitBtn.disabled = false;
+    submitBtn.textContent = "Send report";
+    showReportError(form, error.message);
+    field.focus();
+    revealBelow(form);
+    return;
+  }
+  const button = reportButtonOf(form);
+  closeReport(form, { focus: false });
+  if (!button) return;
+  button.textContent = REPORTED_LABEL;
+  button.setAttribute("aria-label", REPORTED_LABEL);
+  button.setAttribute("aria-disabled", "true");
+  button.classList.add("is-reported");
+  button.title = "A moderator will look at this reply";
+  button.focus(); // still focusable (aria-disabled), so the keyboard keeps its place
+}
 
 async function copyText(button, text) {
   try {
@@ -898,7 +1092,7 @@ function updateComposer() {
   sendBtn.hidden = streaming;
   stopBtn.hidden = !streaming;
   if (!streaming) stopBtn.disabled = false;
-  sendBtn.disabled = awaitingServer() || !input.value.trim() || input.value.length > maxChars;
+  sendBtn.disabled = suspended || awaitingServer() || !input.value.trim() || input.value.length > maxChars;
 }
 
 function submit() {
@@ -911,7 +1105,7 @@ function submit() {
     showError(`That message is ${formatNumber(content.length)} characters; the limit is ${formatNumber(maxChars)}.`);
     return;
   }
-  if (streamingId !== null || awaitingServer()) return; // one reply at a time per conversation
+  if (suspended || streamingId !== null || awaitingServer()) return; // one reply at a time per conversation
   hideError();
   const clientId = randomId();
   const frame = { type: "send", content, client_id: clientId };

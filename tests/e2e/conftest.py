@@ -85,7 +85,14 @@ def _wait_until_listening(process: subprocess.Popen[bytes], port: int, log: Path
 
 
 @pytest.fixture
-def live_daphne(transactional_db: None, tmp_path: Path) -> Iterator[LiveServer]:
+def daphne_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Extra environment for the live daphne, empty by default. A test sets it with
+    `@pytest.mark.parametrize("daphne_env", [{"NAME": "value"}], indirect=True)`."""
+    return dict(getattr(request, "param", {}))
+
+
+@pytest.fixture
+def live_daphne(transactional_db: None, tmp_path: Path, daphne_env: dict[str, str]) -> Iterator[LiveServer]:
     port = _free_port()
     log = tmp_path / "daphne.log"
     env = {
@@ -104,6 +111,7 @@ def live_daphne(transactional_db: None, tmp_path: Path) -> Iterator[LiveServer]:
         # and facts are extracted as soon as a reply is stored.
         "CELERY_TASK_ALWAYS_EAGER": "true",
         "FACTS_DEBOUNCE_SECONDS": "0",
+        **daphne_env,
     }
     daphne = str(Path(sys.executable).with_name("daphne"))
     with log.open("wb") as out:
