@@ -2,7 +2,9 @@
 
 Quality: precision, recall and false-positive rate at each detector's default threshold (the one
 settings.MODERATION_DETECTORS uses), per split of the evaluation set ("dev": used while the rules
-were written, so optimistic; "holdout": written afterwards and never used to change anything), the
+were written, so optimistic; "holdout": written afterwards and never used to change anything, though its
+misses were published in an earlier report; "holdout2": injection only, written and hashed before the
+detector's second round of changes and never looked at while making them), the
 false-positive rate on ordinary chat prompts alone, and a small threshold sweep.
 
 Latency: the *added* cost of the input checks, as a turn pays it. The turn embeds the user's
@@ -32,6 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "bench" / "data"
 RESULTS = ROOT / "bench" / "results"
+SPLITS = ("dev", "holdout", "holdout2")
 SWEEP = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 DOCUMENT_CHARS = 2000
 ORDINARY_SOURCE = "ordinary chat"  # the eval sources of plain, non-adversarial prompts contain this
@@ -109,7 +112,7 @@ def metrics(scored: Sequence[Scored], threshold: float) -> dict[str, Any]:
 def quality(name: str, detector: Any, examples: list[Example], vectors: list[list[float]]) -> dict[str, Any]:
     scored = score_all(detector, examples, vectors)
     threshold = detector.default_threshold
-    splits = {split: [s for s in scored if s.example.split == split] for split in ("dev", "holdout")}
+    splits = {split: [s for s in scored if s.example.split == split] for split in SPLITS}
     return {
         "detector": name,
         "default_threshold": threshold,
@@ -119,8 +122,14 @@ def quality(name: str, detector: Any, examples: list[Example], vectors: list[lis
             split: [metrics(rows, t) for t in SWEEP] for split, rows in {"all": scored, **splits}.items() if rows
         },
         "errors_holdout": [
-            {"text": s.example.text[:160], "label": "attack" if s.example.positive else "benign", "score": s.score}
-            for s in splits.get("holdout", [])
+            {
+                "split": split,
+                "text": s.example.text[:160],
+                "label": "attack" if s.example.positive else "benign",
+                "score": s.score,
+            }
+            for split in ("holdout", "holdout2")
+            for s in splits.get(split, [])
             if s.example.positive != (s.score >= threshold)
         ],
         "check_ms_p50": percentile([s.ms for s in scored], 50),
@@ -233,7 +242,7 @@ def _pct(value: float | None) -> str:
 
 def _quality_rows(result: dict[str, Any]) -> list[str]:
     rows = []
-    for split in ("all", "dev", "holdout"):
+    for split in ("all", *SPLITS):
         if split not in result:
             continue
         m = result[split]
@@ -262,7 +271,9 @@ def write_report(results: dict[str, Any]) -> Path:
         "",
         f"Embedding model {results['model']}, onnxruntime threads {results['threads']}; {results['cpus']} CPUs,"
         f" load average {results['load_average']}. Evaluation sets: bench/data/*_eval.jsonl (`dev` split: seen while"
-        " the rules were written, optimistic; `holdout`: written afterwards, never used to change the detectors).",
+        " the rules were written, optimistic; `holdout`: written afterwards, never used to change the detectors, but"
+        " its misses were listed in an earlier report; `holdout2` (injection only): written and hashed before the"
+        " second round of injection changes, never used to make them).",
         "",
         "## Quality at the default threshold",
         "",
@@ -298,7 +309,8 @@ def write_report(results: dict[str, Any]) -> Path:
         "## Holdout errors",
         "",
         *[
-            f"- {result['detector']}: {error['label']} scored {error['score']:.2f}: {error['text']!r}"
+            f"- {result['detector']} ({error['split']}): {error['label']} scored {error['score']:.2f}:"
+            f" {error['text']!r}"
             for result in results["quality"]
             for error in result["errors_holdout"]
         ],
@@ -310,6 +322,7 @@ def write_report(results: dict[str, Any]) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quality-only", action="store_true", help="skip the latency runs; print, write no report")
     parser.add_argument("--threads", type=int, default=0, help="EMBEDDING_THREADS for this run (0: the setting)")
     args = parser.parse_args()
     if args.threads:
@@ -334,6 +347,9 @@ def main() -> None:
         quality("injection", injection, sets["injection"], vectors["injection"]),
         quality("toxicity", toxicity, sets["toxicity"], vectors["toxicity"]),
     ]
+    if args.quality_only:
+        print(json.dumps({r["detector"]: {k: r[k] for k in ("all", *SPLITS) if k in r} for r in quality_results}))
+        return
     short = [e.text for examples in sets.values() for e in examples if len(e.text) <= 600]
     results: dict[str, Any] = {
         "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -365,7 +381,7 @@ def _summary(results: dict[str, Any]) -> dict[str, Any]:
     """The one JSON line: headline numbers, not the per-threshold tables."""
     summary: dict[str, Any] = {key: results[key] for key in ("at", "model", "threads", "cpus", "load_average")}
     for result in results["quality"]:
-        for split in ("all", "dev", "holdout"):
+        for split in ("all", *SPLITS):
             if split in result:
                 m = result[split]
                 summary[f"{result['detector']}_{split}"] = {

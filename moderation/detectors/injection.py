@@ -26,11 +26,12 @@ rule hits that sit inside quotes at a fraction of their weight.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from moderation.detectors import reference, textnorm
+from moderation.detectors import classifier, reference, textnorm
 from moderation.detectors.base import CheckContext, Direction, Finding, Span
 from moderation.detectors.textnorm import Rule, Signal, noisy_or
 
@@ -320,6 +321,24 @@ RULES: tuple[Rule, ...] = (
         PROMPT_INJECTION,
         0.25,
         r"\babout your (?:instructions|system prompt|hidden rules|prompt)\b",
+    ),
+    # Asking for the prompt piecemeal or by another name (dev-split misses, round 2).
+    _rule(
+        "parts_of_your_prompt",
+        PROMPT_INJECTION,
+        0.55,
+        r"\b(?:lines?|words?|sentences?|contents?|wording|paragraphs?)\b (?:of|in|from) your (?:own )?(?:system prompt"
+        r"|system message|(?:initial|original|hidden|secret|startup) (?:instructions|prompt)|instructions|prompt"
+        r"|developer (?:note|message))\b",
+        STRONG,
+    ),
+    _rule(
+        "note_you_received",
+        PROMPT_INJECTION,
+        0.6,
+        r"\b(?:recite|repeat|quote|read out|print|show|share|paste|reveal)\b[^.\n]{0,30}?\b(?:developer|system|setup"
+        r"|initial|hidden|startup|operator) (?:note|message|prompt|instructions|text)\b[^.\n]{0,25}?\byou (?:received"
+        r"|got|were given|were sent|started with)",
     ),
     _rule("verbatim", PROMPT_INJECTION, 0.2, r"\b(?:verbatim|word for word|word-for-word)\b"),
     _rule("starting_with_you_are", PROMPT_INJECTION, 0.6, r"\bstarting (?:with|from)\b[^.\n]{0,20}?['\"“]you are\b"),
@@ -792,6 +811,70 @@ RULES: tuple[Rule, ...] = (
     ),
 )
 
+# Other languages. fold() maps Cyrillic and Greek letters to Latin look-alikes (right for disguised English,
+# wrong for Russian), so these run on a lighter form: NFKC, lower case, invisible characters dropped. Each
+# needs an override verb *and* an instructions noun (or a system-prompt noun), which ordinary requests in
+# those languages ("ignore my last message") lack; possessives of the speaker break the match. Words shared
+# with English ("ignore", "instructions") are left to the English rules, which know how to damp discussion.
+_ML_OVERRIDE = (
+    r"(?:ignora|ignorez|olvida|olvide|descarta|omite|haz caso omiso de|oublie|oubliez|fais abstraction"
+    r" de|ignoriere|ignorier|vergiss|vergessen sie|missachte|dimentica|trascura|esque[çc]a|esquece|desconsidere"
+    r"|despreze|negeer|vergeet|zignoruj|ignoruj|zapomnij|игнорируй|проигнорируй|игнорируйте|забудь|забудьте"
+    r"|не обращай внимания на|ігноруй|проігноруй|忽略|忽视|無視|无视|忘记|忘掉|忘れ|不要理会|不要遵守|무시|잊어"
+    r"|yok say|görmezden gel|unut|bỏ qua|quên|تجاهل|انس|अनदेखा|भूल जाओ|abaikan|lupakan)"
+)
+_ML_MINE = r"(?:mis|mes|meine|meinen|miei|mie|minhas|meus|mijn|moje|moich|мои|моих|我的|私の|내|benim|của tôi)"
+_ML_DIRECTIVES = (
+    r"(?:instrucciones|instrucción|indicaciones|reglas|consignes|règles|anweisungen|regeln|vorgaben"
+    r"|istruzioni|regole|instruções|instrucoes|regras|instructies|regels|instrukcje|instrukcji|polecenia|zasady"
+    r"|инструкции|инструкций|указания|правила|інструкції|指令|指示|规则|規則|命令|提示词|지시|지침|명령|규칙"
+    r"|talimat|kurallar|hướng dẫn|chỉ dẫn|quy tắc|التعليمات|تعليمات|القواعد|निर्देश|नियम|instruksi|aturan)"
+)
+_ML_SYSTEM_PROMPT = (
+    r"(?:prompt del sistema|prompt de sistema|prompt do sistema|invite système|prompt système|prompt di sistema"
+    r"|systemprompt|system-prompt|systemanweisungen|prompt systemowy|systeemprompt|системн\w* (?:промпт\w*"
+    r"|подсказк\w*|инструкци\w*|сообщени\w*)|системн\w* промт\w*|系统提示|系統提示|系统指令|系统消息|システムプロンプト"
+    r"|システム指示|시스템 프롬프트|시스템 지시|sistem (?:komut|istem)\w*|lời nhắc hệ thống|tin nhắn hệ thống"
+    r"|تعليمات النظام|موجه النظام|सिस्टम प्रॉम्प्ट|prompt sistem)"
+)
+_ML_NO_LIMITS = (
+    r"(?:sin (?:ninguna |ningún )?(?:restricci|filtro|límite|limite|censura)|ohne (?:jegliche |irgendwelche )?(?:filter"
+    r"|einschränkung|beschränkung|zensur|regeln)|sans (?:aucune |aucun )?(?:restriction|filtre|limite|censure)"
+    r"|senza (?:alcuna |alcun |nessuna )?(?:restrizion|filtr|limit|censura)|sem (?:nenhuma |qualquer )?(?:restriç"
+    r"|filtro|limite|censura)|без (?:каких-либо |всяких )?(?:ограничений|фильтров|цензуры|правил)|没有(?:任何)?限制"
+    r"|不受(?:任何)?限制|无限制|制限(?:なし|のない|がない)|제한(?:이)? 없|kısıtlama(?:sız| olmadan)"
+    r"|không (?:có )?(?:bất kỳ )?(?:giới hạn|hạn chế|kiểm duyệt)|bez (?:żadnych )?(?:ograniczeń|filtrów|cenzury))"
+)
+_ML_REVEAL = (
+    r"(?:muestra|muéstrame|revela|dime|enséñame|montre|révèle|affiche|donne-moi|dis-moi|zeig|gib|nenne|mostra|rivela"
+    r"|dimmi|mostre|revele|diga|toon|vertel|pokaż|podaj|покажи|выведи|раскрой|скажи|напиши|显示|告诉我|输出|给我看"
+    r"|透露|見せ|教えて|表示|出力|보여|알려|출력|göster|söyle|cho tôi xem|hiển thị|tiết lộ|أظهر|اعرض|أخبرني"
+    r"|दिखाओ|बताओ|tampilkan|tunjukkan)"
+)
+MULTILINGUAL_RULES: tuple[Rule, ...] = (
+    _rule(
+        "override_multilingual",
+        PROMPT_INJECTION,
+        0.75,
+        # Verb-final languages (Japanese, Korean, Turkish) name the instructions first.
+        rf"{_ML_OVERRIDE}(?:(?!{_ML_MINE})[^.\n!?。！？]){{0,40}}?{_ML_DIRECTIVES}"
+        rf"|{_ML_DIRECTIVES}[^.\n!?。！？]{{0,12}}?{_ML_OVERRIDE}",
+    ),
+    _rule(
+        "override_system_multilingual",
+        PROMPT_INJECTION,
+        0.75,
+        rf"{_ML_OVERRIDE}[^.\n!?。！？]{{0,30}}?{_ML_SYSTEM_PROMPT}",
+    ),
+    _rule(
+        "leak_multilingual",
+        PROMPT_INJECTION,
+        0.7,
+        rf"{_ML_REVEAL}[^.\n!?。！？]{{0,40}}?{_ML_SYSTEM_PROMPT}|{_ML_SYSTEM_PROMPT}[^.\n!?。！？]{{0,20}}?{_ML_REVEAL}",
+    ),
+    _rule("no_limits_multilingual", JAILBREAK, 0.4, _ML_NO_LIMITS),
+)
+
 # Spaced-out or decoded text loses word boundaries; these are matched with the spaces removed.
 _SQUASHED = re.compile(
     r"ignore(?:all)?(?:your|the)?(?:previous|prior|above)?(?:instructions|rules|prompt)|systemprompt"
@@ -832,6 +915,9 @@ class _Evidence:
     knn_category: str = ""
     knn_span: tuple[int, int] | None = None
     knn_detail: str = ""
+    head_score: float = 0.0
+    head_span: tuple[int, int] | None = None
+    document: bool = False
 
 
 class InjectionDetector:
@@ -851,6 +937,10 @@ class InjectionDetector:
         max_chars: int = 20_000,
         min_score: float = 0.2,
         reference_set: str = "injection_reference",
+        use_head: bool = True,
+        head_floor: float = 0.8,
+        head_weight: float = 0.75,
+        head_document_factor: float = 0.5,
     ) -> None:
         self.use_knn = use_knn
         # A k-NN vote below knn_floor adds nothing; at 1.0 it adds knn_weight. Both were chosen by leave-one-out
@@ -862,11 +952,24 @@ class InjectionDetector:
         self.max_chars = max_chars
         self.min_score = min_score
         self.reference = reference.ReferenceSet(reference_set)
+        # The linear head (classifier.py) reads the same vectors as the k-NN, so it costs one dot product.
+        # Floor, weight and document factor were chosen on out-of-fold head scores (5-fold over reference set +
+        # dev) combined with the rules and k-NN on dev and the reference set, minimising false positives on
+        # hard negatives: alone the head flags only above p~0.93, and on a pasted document (where its false
+        # positives were, e.g. meeting notes about an AI pilot) it counts half and needs a rule or the k-NN.
+        self.use_head = use_head
+        self.head_floor = head_floor
+        self.head_weight = head_weight
+        self.head_document_factor = head_document_factor
+        self.head = classifier.HeadCache(self.reference)
 
     def check(self, text: str, *, direction: Direction, context: CheckContext) -> list[Finding]:
         if not text.strip():
             return []
-        evidence = _Evidence(signals=rule_signals(text[: self.max_chars]))
+        # Only the first characters decide whether the message hands over a document (see _is_document).
+        evidence = _Evidence(
+            signals=rule_signals(text[: self.max_chars]), document=_is_document(textnorm.fold(text[:800]).text)
+        )
         if self.use_knn:
             self._add_knn(text, context, evidence)
         return self._findings(evidence)
@@ -874,11 +977,19 @@ class InjectionDetector:
     # --- k-NN ----------------------------------------------------------------------------------------
 
     def _add_knn(self, text: str, context: CheckContext, evidence: _Evidence) -> None:
+        if not _mostly_latin(text):
+            # MiniLM was trained on English: Cyrillic, CJK or Arabic text all lands in one corner of its space,
+            # so any non-Latin example there would vote for every message in that script. The rules judge these.
+            return
         candidates = self._knn_candidates(text, evidence.signals)
         if not candidates:
             return
         known = _known_embedding(text, context)
         vectors = reference.vectors_for([candidate for candidate, _ in candidates], known=known)
+        if self.use_head:
+            for (_, span), p in zip(candidates, self.head.get().probabilities(vectors), strict=True):
+                if float(p) > evidence.head_score:
+                    evidence.head_score, evidence.head_span = float(p), span
         for (_, span), votes in zip(candidates, self.reference.votes(vectors), strict=True):
             if votes.score > evidence.knn_score:
                 evidence.knn_score = votes.score
@@ -917,14 +1028,28 @@ class InjectionDetector:
             return 0.0
         return self.knn_weight * (score - self.knn_floor) / (1.0 - self.knn_floor)
 
+    def head_contribution(self, p: float) -> float:
+        if p <= self.head_floor:
+            return 0.0
+        return self.head_weight * (p - self.head_floor) / (1.0 - self.head_floor)
+
     def _findings(self, evidence: _Evidence) -> list[Finding]:
         knn = self.knn_contribution(evidence.knn_score)
+        head = self.head_contribution(evidence.head_score)
+        if evidence.document:
+            head *= self.head_document_factor
         by_category = textnorm.by_category(evidence.signals)
-        if not by_category and knn == 0.0:
+        if not by_category and knn == 0.0 and head == 0.0:
             return []
-        total = 1.0 - (1.0 - noisy_or(s.weight for s in evidence.signals)) * (1.0 - knn)
-        lead = _lead_category(by_category, evidence.knn_category if knn else "")
-        findings = [self._finding(lead, total, evidence.signals, evidence, knn)]
+        if head:
+            # The head has no categories of its own; it backs whatever the rules or neighbours name.
+            evidence.knn_detail = "; ".join(filter(None, [evidence.knn_detail, f"head p={evidence.head_score:.2f}"]))
+            if not knn:
+                evidence.knn_span = evidence.head_span
+        learned = 1.0 - (1.0 - knn) * (1.0 - head)
+        total = 1.0 - (1.0 - noisy_or(s.weight for s in evidence.signals)) * (1.0 - learned)
+        lead = _lead_category(by_category, evidence.knn_category if knn or head else "")
+        findings = [self._finding(lead, total, evidence.signals, evidence, learned)]
         for category, score in by_category.items():
             if category != lead and score >= self.min_score:
                 own = [s for s in evidence.signals if s.category == category]
@@ -948,6 +1073,14 @@ class InjectionDetector:
         )
 
 
+def _mostly_latin(text: str) -> bool:
+    letters = [char for char in text[:2000] if char.isalpha()]
+    if not letters:
+        return True
+    latin = sum(1 for char in letters if char.isascii() or "LATIN" in unicodedata.name(char, ""))
+    return latin >= 0.5 * len(letters)
+
+
 def _known_embedding(text: str, context: CheckContext) -> dict[str, Any] | None:
     vector = context.extra.get("embedding") if context.extra else None
     return {text: vector} if vector is not None else None
@@ -967,6 +1100,7 @@ def rule_signals(text: str) -> list[Signal]:
     folded = textnorm.fold(text)
     doc = _is_document(folded.text)
     signals = _match(folded.text, folded.raw_span, doc=doc)
+    signals += _multilingual_signals(text)
     signals += _disguise_signals(text, folded, doc=doc)
     signals = _damp_discussion(folded.text, folded.raw_span, signals)
     return textnorm.strongest_per_rule(signals)
@@ -983,6 +1117,18 @@ def _match(text: str, to_raw: Any, *, doc: bool, only_strong: bool = False, why:
         weight = rule.weight if doc or DOC not in rule.flags else rule.weight * 0.4
         start, end = to_raw(match.start(), match.end())
         signals.append(Signal(rule.category, weight, start, end, f"{why}{rule.name}"))
+    return signals
+
+
+def _multilingual_signals(raw: str) -> list[Signal]:
+    light = textnorm.strip_invisible(unicodedata.normalize("NFKC", raw)).lower()
+    same = len(light) == len(raw)
+    signals = []
+    for rule in MULTILINGUAL_RULES:
+        match = rule.pattern.search(light)
+        if match is not None:
+            start, end = match.span() if same else (0, len(raw))
+            signals.append(Signal(rule.category, rule.weight, start, end, rule.name))
     return signals
 
 

@@ -109,6 +109,11 @@ def _unleet(text: str) -> str:
     return _LEET_TOKEN.sub(lambda m: m.group().translate(_LEET) if _LEET_CHARS.search(m.group()) else m.group(), text)
 
 
+def strip_invisible(text: str) -> str:
+    """The text without zero-width and bidi-control characters, for rules that cannot use `fold`."""
+    return _INVISIBLE.sub("", text)
+
+
 def rot13(text: str) -> str:
     return codecs.encode(text, "rot13")
 
