@@ -14,13 +14,18 @@ populated by this script on first use and reused afterwards (a `bench_dataset` t
 it holds): 1,000 users, 10 conversations each, 1,000,000 messages with parent chains, interleaved
 in time across conversations as real traffic is. Filler messages get random unit vectors; the two
 target conversations get real MiniLM embeddings so retrieval behaves as it would. Rows go in by
-binary COPY with secondary indexes dropped; the btree and HNSW indexes are built afterwards (the
-HNSW build is timed and reported), then VACUUM ANALYZE.
+binary COPY (12 µs a row; vectors as text cost 150 µs) with secondary indexes dropped; the btree and
+HNSW indexes are built afterwards (the HNSW build is timed and reported), then ANALYZE. The target
+conversations' vectors are cached in the temp dir, so a populate that fails later is cheap to retry.
+
+Also: EXPLAIN (ANALYZE, BUFFERS) of every read, a check of the HNSW recall against an exact search,
+a cProfile when the target is missed, and with --what-if the same builds with candidate product
+changes patched in (token counts memoized per message; the vector stored off the turn's path).
 
 Prints one JSON line and writes a Markdown report to bench/results/.
 
-    python -m bench.context_build                      # populate on first run (long), then measure
-    python -m bench.context_build --builds 200 --database-url postgres://postgres@127.0.0.1/other
+    python -m bench.context_build                      # populate on first run (~40 min), then measure
+    python -m bench.context_build --what-if --database-url postgres://postgres@127.0.0.1/other
 """
 
 from __future__ import annotations
@@ -1000,16 +1005,43 @@ def check_recall(case: Case, clock: Clock) -> None:
         case.recall_overlap.append(len(exact & got) / len(exact))
 
 
-def explain_turn(case: Case, question: str, model: str) -> dict[str, Any]:
-    """EXPLAIN (ANALYZE, BUFFERS) of each read `context_inputs` makes, exactly as it sent them."""
+# A query vector as Django sends it (client-side binding): '[0.1,...]', with or without a cast.
+VECTOR_LITERAL = re.compile(r"'\[[-0-9.,eE+ ]+\]'(?:::vector)?")
+
+
+def _explain(sql_text: str) -> dict[str, Any]:
+    from django.db import connection
+
+    # The HNSW settings come with every connection (DATABASES OPTIONS), as for the product's queries.
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql_text)
+        lines = [row[0] for row in cursor.fetchall()]
+    execution = re.search(r"Execution Time: ([\d.]+) ms", "\n".join(lines))
+    buffers = re.search(r"Buffers: shared hit=(\d+)(?: read=(\d+))?", "\n".join(lines))
+    return {
+        "execution_ms": float(execution.group(1)) if execution else None,
+        "shared_hit": int(buffers.group(1)) if buffers else 0,
+        "shared_read": int(buffers.group(2) or 0) if buffers else 0,
+        "uses_hnsw": any("hnsw" in line for line in lines),
+        "plan": lines,
+    }
+
+
+def explain_turn(case: Case, question: str, fresh_question: str) -> dict[str, Any]:
+    """EXPLAIN (ANALYZE, BUFFERS) of each read `context_inputs` makes, exactly as it sent them.
+
+    The vector queries are explained for a question not asked before (the pages it needs are where
+    earlier turns left them), then for the same query again (all its pages now in shared_buffers),
+    then for a random unit vector: unlike the conversation's messages, so the filtered search must
+    walk far through other users' rows, as it would with real (clustered) neighbours everywhere.
+    """
     from django.conf import settings
-    from django.db import connection, transaction
+    from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     from chatproject.llm import embeddings
-    from memory.selectors import _iterative_scan, context_inputs
+    from memory.selectors import context_inputs
 
-    query = embeddings.embed_one(question)
     with CaptureQueriesContext(connection) as captured:
         context_inputs(
             user_id=case.conversation.owner_id,
@@ -1017,37 +1049,32 @@ def explain_turn(case: Case, question: str, model: str) -> dict[str, Any]:
             parent_id=case.probe.parent_id,
             system_prompt=settings.LLM_SYSTEM_PROMPT,
             user_message=question,
-            query=query,
+            query=embeddings.embed_one(question),
             use_memory=True,
             exclude_ids=[case.probe.pk],
         )
+
+    def literal(vector: Sequence[float]) -> str:
+        return "'[" + ",".join(f"{x:.9g}" for x in vector) + "]'::vector"
+
+    fresh = literal(embeddings.embed_one(fresh_question))
+    unrelated = literal(random_unit_vectors(np.random.default_rng(len(fresh_question)), 1)[0].tolist())
     plans: dict[str, Any] = {}
     for captured_query in captured.captured_queries:
         text = captured_query["sql"]
         if not text.lstrip().upper().startswith(("SELECT", "WITH")):
             continue
-        name = (
-            "recall"
-            if "conversations_message" in text and "<=>" in text
-            else "facts"
-            if "memory_userfact" in text
-            else "branch_tail"
-            if "WITH RECURSIVE" in text
-            else "summary"
-            if "memory_conversationsummary" in text
-            else "other"
-        )
-        with transaction.atomic(), connection.cursor() as cursor:
-            _iterative_scan(int(settings.MEMORY_EF_SEARCH))
-            cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + text)
-            lines = [row[0] for row in cursor.fetchall()]
-        execution = next((line for line in lines if line.startswith("Execution Time")), "")
-        match = re.search(r"([\d.]+) ms", execution)
-        plans[name] = {
-            "execution_ms": float(match.group(1)) if match else None,
-            "uses_hnsw": any("hnsw" in line for line in lines),
-            "plan": lines,
-        }
+        if "<=>" in text:
+            name = "recall" if "conversations_message" in text else "facts"
+            if not VECTOR_LITERAL.search(text):
+                raise RuntimeError("no vector literal found in the captured query: update VECTOR_LITERAL")
+            new_text = VECTOR_LITERAL.sub(lambda _: fresh, text)
+            plans[name] = _explain(new_text)  # first time this vector is searched for
+            plans[f"{name} (same query again)"] = _explain(new_text)
+            plans[f"{name} (random vector)"] = _explain(VECTOR_LITERAL.sub(lambda _: unrelated, text))
+        else:
+            name = "branch_tail" if "WITH RECURSIVE" in text else "summary" if "summary" in text else "other"
+            plans[name] = _explain(text)
     return plans
 
 
@@ -1107,6 +1134,72 @@ def database_facts() -> dict[str, Any]:
     return dict(zip(keys, row, strict=True))
 
 
+def time_builds(cases: list[Case], prompts: list[str], builds: int, warm_up: int, clock: Clock, model: str) -> None:
+    """`builds` timed builds per case after `warm_up` untimed ones, the cases interleaved."""
+    for index in range(warm_up + builds):
+        for case in cases:
+            question = prompts[index % len(prompts)] if index >= warm_up else prompts[-1 - index]
+            built = build_once(case, question, clock, model)
+            check_recall(case, clock)
+            if index < warm_up:
+                case.samples.clear()
+                case.calls.clear()
+                case.recall_overlap.clear()
+                case.recall_returned.clear()
+                case.exact_returned.clear()
+            else:
+                case.report = built.report.as_dict()
+
+
+def memoized_counter(count: Callable[..., int]) -> Callable[..., int]:
+    """count_tokens from per-message counts, each computed once: litellm's count of a list of chat
+    messages is the sum of each message counted alone, minus the 3 reply-priming tokens it adds
+    once per call (checked: exact for the offline model's cl100k fallback)."""
+    memo: dict[tuple[str | None, str, str], int] = {}
+
+    def counted(messages: list[dict[str, str]], model: str | None = None) -> int:
+        total = 0
+        for message in messages:
+            key = (model, message["role"], message["content"])
+            if key not in memo:
+                memo[key] = count([message], model)
+            total += memo[key]
+        return total - 3 * (len(messages) - 1)
+
+    return counted
+
+
+def what_if(cases: list[Case], prompts: list[str], clock: Clock, model: str, builds: int = 100) -> dict[str, Any]:
+    """The same builds with two product changes simulated by patching (the product is not changed):
+    token counts memoized per message, and the vector store moved off the turn's path."""
+    from chatproject.llm import gateway
+    from conversations.services import turns
+
+    fresh = questions(random.Random(len(prompts) + 17), builds)  # not asked before: the memo starts cold
+    variants: dict[str, list[tuple[Any, str, Any]]] = {
+        "token counts memoized per message": [(gateway, "count_tokens", memoized_counter(gateway.count_tokens))],
+        "… and the vector stored after the turn": [
+            (gateway, "count_tokens", memoized_counter(gateway.count_tokens)),
+            (turns, "_store_embedding", lambda message, vector: None),
+        ],
+    }
+    results: dict[str, Any] = {}
+    for name, patches in variants.items():
+        _progress(f"what-if: {name}")
+        with contextlib.ExitStack() as stack:
+            for owner, attribute, replacement in patches:
+                stack.enter_context(mock.patch.object(owner, attribute, replacement))
+            time_builds(cases, fresh, builds, 5, clock, model)
+        results[name] = {
+            case.target.name: {
+                key: summarize(case.samples[key])
+                for key in ("without_embedding", "context_inputs", "sql_recall", "build_context", "store_vector")
+            }
+            for case in cases
+        }
+    return results
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     shape = Shape(users=args.users, messages=args.messages)
     dataset = existing_dataset(args.database_url, shape, args.rebuild)
@@ -1142,19 +1235,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         with instrumented(clock):
             _progress(f"timing {args.builds} builds per conversation (+{args.warm_up} warm-ups), interleaved")
-            for index in range(args.warm_up + args.builds):
-                for case in cases:
-                    question = prompts[index % len(prompts)] if index >= args.warm_up else prompts[-1 - index]
-                    built = build_once(case, question, clock, model)
-                    check_recall(case, clock)
-                    if index < args.warm_up:
-                        case.samples.clear()
-                        case.calls.clear()
-                        case.recall_overlap.clear()
-                        case.recall_returned.clear()
-                        case.exact_returned.clear()
-                    else:
-                        case.report = built.report.as_dict()
+            time_builds(cases, prompts, args.builds, args.warm_up, clock, model)
             results["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
             for case in cases:
                 results[case.target.name] = {
@@ -1174,10 +1255,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 for key in ("whole", "without_embedding", "context_inputs", "build_context")
             }
             results["target_met"] = long["without_embedding"]["p95"] < TARGET_P95_MS
-            results["explain"] = {case.target.name: explain_turn(case, prompts[1], model) for case in cases}
+            fresh = questions(random.Random(shape.seed + 4), len(cases))
+            results["explain"] = {
+                case.target.name: explain_turn(case, prompts[1], fresh[index]) for index, case in enumerate(cases)
+            }
             if args.profile or not results["target_met"]:
                 _progress("profiling 50 builds of the long conversation")
                 results["profile"] = profile_builds(cases[0], prompts[:50], clock, model)
+            if args.what_if:
+                results["what_if"] = what_if(cases, prompts, clock, model)
     finally:
         from django.db import connection
 
@@ -1265,13 +1351,28 @@ def write_report(results: dict[str, Any]) -> Path:
     for name, plans in r["explain"].items():
         for query, plan in plans.items():
             lines += [
-                f"### {name}: {query} — {plan['execution_ms']} ms, HNSW {'used' if plan['uses_hnsw'] else 'not used'}",
+                f"### {name}: {query} — {plan['execution_ms']} ms, buffers hit {plan['shared_hit']} read"
+                f" {plan['shared_read']}, HNSW {'used' if plan['uses_hnsw'] else 'not used'}",
                 "",
                 "```",
                 *plan["plan"],
                 "```",
                 "",
             ]
+    if r.get("what_if"):
+        lines += [
+            "## What if (product changes simulated by patching, same run)",
+            "",
+            "| change | conversation | (b) p50 | (b) p95 | context_inputs p50 | recall p50 | build_context p50 |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for change, by_case in r["what_if"].items():
+            for case_name, v in by_case.items():
+                lines.append(
+                    f"| {change} | {case_name} | {v['without_embedding']['p50']} | {v['without_embedding']['p95']} |"
+                    f" {v['context_inputs']['p50']} | {v['sql_recall']['p50']} | {v['build_context']['p50']} |"
+                )
+        lines.append("")
     if r.get("profile"):
         lines += ["## cProfile, 50 builds of the long conversation", "", "```", r["profile"].rstrip(), "```", ""]
     path.write_text("\n".join(lines))
@@ -1287,6 +1388,9 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=Shape.users)
     parser.add_argument("--rebuild", action="store_true", help="drop and repopulate the benchmark database")
     parser.add_argument("--profile", action="store_true", help="profile even when the target is met")
+    parser.add_argument(
+        "--what-if", action="store_true", help="also time with candidate fixes patched in (memoized counts, no store)"
+    )
     args = parser.parse_args()
     results = run(args)
     report = write_report(results)

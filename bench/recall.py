@@ -5,14 +5,16 @@ facts stated by the user in exchanges 10–200, phrased in varied ways, some alo
 longer message), the rest varied filler chat on many topics, with near misses (other people's
 allergies, other codes and dates, likes and preferences). Then runs the product's own memory work
 over them with the offline model, which answers those tasks deterministically: message embeddings
-(the same `embed`, batches of 32, stored with the rows), `memory.services.summary_refresh` until
-caught up, `memory.services.facts_extract` until every message has been read.
+(the same `embed`, batches of 32, stored with the rows; cached in the temp dir across runs),
+`memory.services.summary_refresh` until caught up, `memory.services.facts_extract` until every
+message has been read.
 
 For each fact it then asks a paraphrased question at the end of the conversation and builds the
 context exactly as a turn does (`conversations.services.turns._embed` and `_context_for`), and
 checks whether the planted turn (its text, quoted in the recalled section, the summary or the kept
 turns) or a fact extracted from it is in the built prompt. The baseline, in the same run, is a
-plain window of the newest whole turns within the same token budget.
+plain window of the newest whole turns within the same token budget. The questions are then asked
+again with other recall settings (limit, threshold) to show what each would find and cost.
 
 Uses a database of its own (chatproject_recall by default), recreated on every run. Prints one
 JSON line and writes a Markdown report to bench/results/.
@@ -39,7 +41,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from bench.context_build import TOPICS, Clock, assistant_text, user_text
+from bench.context_build import TOPICS, Clock, assistant_text, cached_embeddings, user_text
 
 if TYPE_CHECKING:
     from conversations.models import Conversation, Message
@@ -297,8 +299,9 @@ def populate(
     texts = [text for messages, _ in scripts for text in messages]
     _progress(f"embedding {len(texts):,} messages (batches of 32)")
     started = time.perf_counter()
-    vectors = embeddings.embed(texts, batch_size=32)
+    vectors, cached = cached_embeddings(texts)
     timings["embed_messages_s"] = round(time.perf_counter() - started, 1)
+    timings["embeddings_from_cache"] = cached
     timings["messages"] = len(texts)
 
     started = time.perf_counter()
@@ -323,7 +326,7 @@ def populate(
                         role="user" if user else "assistant",
                         content=content,
                         model="" if user else model,
-                        embedding=vectors[cursor],
+                        embedding=vectors[cursor].tolist(),
                         embedding_model=name,
                     )
                 )
@@ -429,68 +432,117 @@ def last_n_window(conversation: Conversation, question: str, model: str) -> set[
     return kept
 
 
-def ask(
-    conversations: list[Conversation], planted: list[PlantedTurn]
-) -> tuple[list[Outcome], list[int], dict[str, Any]]:
-    from chatproject.llm.config import default_model
-    from conversations.models import Message
-    from conversations.services import turns
-    from conversations.services.messages import TurnStart
+@dataclass
+class Asker:
+    """Builds the context for a question at the end of a conversation, as a turn does."""
+
+    conversations: list[Conversation]
+    model: str
+    clock: Clock = field(default_factory=Clock)
+    probes: dict[int, Message] = field(default_factory=dict)
+
+    def build(self, turn: PlantedTurn) -> tuple[BuiltContext, ContextInputs, list[float] | None, int]:
+        from conversations.models import Message
+        from conversations.services import turns
+        from conversations.services.messages import TurnStart
+
+        conversation = self.conversations[turn.conversation]
+        question = turn.fact.question
+        probe = self.probes.get(turn.conversation)
+        if probe is None:
+            # The question's own message, child of the leaf, as turn_start stores it.
+            probe = Message.objects.create(
+                conversation=conversation, parent_id=conversation.active_leaf_id, role="user", content=question
+            )
+            self.probes[turn.conversation] = probe
+        Message.objects.filter(pk=probe.pk).update(content=question)
+        probe.content = question
+        vector = turns._embed(question)
+        turns._store_embedding(probe, vector)
+        start = TurnStart(
+            conversation=conversation, user_message=probe, assistant_message=None, created_conversation=False, reaped=[]
+        )
+        with mock.patch.object(turns, "context_inputs", self.clock.wrap("context_inputs", turns.context_inputs)):
+            built = turns._context_for(start, self.model, question, vector)
+        return built, cast("ContextInputs", self.clock.last["context_inputs"]), vector, probe.pk
+
+
+def planted_facts(turn: PlantedTurn) -> list[str]:
+    """Active facts whose source is the planted turn (a later fact with the same key replaces it)."""
     from memory.models import UserFact
 
-    model = default_model().name
-    clock = Clock()
-    outcomes: list[Outcome] = []
-    window_sizes: list[int] = []
-    reports: list[dict[str, object]] = []
-    windows: dict[int, set[int]] = {}
-    probes: dict[int, Message] = {}
-    with mock.patch.object(turns, "context_inputs", clock.wrap("context_inputs", turns.context_inputs)):
-        for turn in planted:
-            conversation = conversations[turn.conversation]
-            question = turn.fact.question
-            probe = probes.get(turn.conversation)
-            if probe is None:
-                # The question's own message, child of the leaf, as turn_start stores it.
-                probe = Message.objects.create(
-                    conversation=conversation, parent_id=conversation.active_leaf_id, role="user", content=question
-                )
-                probes[turn.conversation] = probe
-            Message.objects.filter(pk=probe.pk).update(content=question)
-            probe.content = question
-            vector = turns._embed(question)
-            turns._store_embedding(probe, vector)
-            start = TurnStart(
-                conversation=conversation,
-                user_message=probe,
-                assistant_message=None,
-                created_conversation=False,
-                reaped=[],
-            )
-            built = turns._context_for(start, model, question, vector)
-            reports.append(built.report.as_dict())
-            inputs = cast("ContextInputs", clock.last["context_inputs"])
-            facts = list(
-                UserFact.objects.filter(source_message_id=turn.message_id, status=UserFact.Status.ACTIVE).values_list(
-                    "text", flat=True
-                )
-            )
-            outcome = Outcome(planted=turn, facts_extracted=facts)
-            classify(outcome, built, facts)
-            diagnose(outcome, conversation, np.asarray(vector, dtype=np.float32), inputs, probe.pk)
-            window = windows.get(turn.conversation)
-            if window is None:
-                window = windows[turn.conversation] = last_n_window(conversation, question, model)
-            window_sizes.append(len(window))
-            outcome.baseline = turn.message_id in window
-            outcomes.append(outcome)
+    rows = UserFact.objects.filter(source_message_id=turn.message_id, status=UserFact.Status.ACTIVE)
+    return list(rows.values_list("text", flat=True))
+
+
+def mean_report(reports: list[dict[str, object]]) -> dict[str, Any]:
     tiers = Counter[str]()
     for report in reports:
         for tier, tokens in cast(dict[str, int], report["tiers"]).items():
             tiers[tier] += tokens
-    mean_tiers = {tier: round(tokens / len(reports)) for tier, tokens in tiers.items()}
-    used = round(sum(cast(int, report["tokens_used"]) for report in reports) / len(reports))
-    return outcomes, window_sizes, {"mean_tiers": mean_tiers, "mean_tokens_used": used, "budget": reports[0]["budget"]}
+    return {
+        "mean_tiers": {tier: round(tokens / len(reports)) for tier, tokens in tiers.items()},
+        "mean_tokens_used": round(sum(cast(int, report["tokens_used"]) for report in reports) / len(reports)),
+        "budget": reports[0]["budget"],
+    }
+
+
+def ask(asker: Asker, planted: list[PlantedTurn]) -> tuple[list[Outcome], list[int], dict[str, Any]]:
+    """The product's context with the configured settings, with diagnostics and the last-N baseline."""
+    outcomes: list[Outcome] = []
+    window_sizes: list[int] = []
+    reports: list[dict[str, object]] = []
+    windows: dict[int, set[int]] = {}
+    for turn in planted:
+        built, inputs, vector, probe_id = asker.build(turn)
+        reports.append(built.report.as_dict())
+        facts = planted_facts(turn)
+        outcome = Outcome(planted=turn, facts_extracted=facts)
+        classify(outcome, built, facts)
+        conversation = asker.conversations[turn.conversation]
+        diagnose(outcome, conversation, np.asarray(vector, dtype=np.float32), inputs, probe_id)
+        window = windows.get(turn.conversation)
+        if window is None:
+            window = windows[turn.conversation] = last_n_window(conversation, turn.fact.question, asker.model)
+        window_sizes.append(len(window))
+        outcome.baseline = turn.message_id in window
+        outcomes.append(outcome)
+    return outcomes, window_sizes, mean_report(reports)
+
+
+# Recall settings tried beside the configured ones: (CONTEXT_RECALL_LIMIT, CONTEXT_RECALL_THRESHOLD).
+VARIANTS = [(3, 0.25), (10, 0.35), (10, 0.25), (20, 0.2), (30, 0.0)]
+
+
+def ask_variants(asker: Asker, planted: list[PlantedTurn]) -> list[dict[str, Any]]:
+    """The same questions with other recall settings: share found, and what the prompt costs."""
+    from django.test import override_settings
+
+    results: list[dict[str, Any]] = []
+    for limit, threshold in VARIANTS:
+        hits = Counter[str]()
+        reports: list[dict[str, object]] = []
+        with override_settings(CONTEXT_RECALL_LIMIT=limit, CONTEXT_RECALL_THRESHOLD=threshold):
+            for turn in planted:
+                built, _, _, _ = asker.build(turn)
+                reports.append(built.report.as_dict())
+                outcome = Outcome(planted=turn)
+                classify(outcome, built, planted_facts(turn))
+                hits["any"] += outcome.hit
+                hits.update(outcome.via)
+        summary = mean_report(reports)
+        results.append(
+            {
+                "recall_limit": limit,
+                "recall_threshold": threshold,
+                "share": round(hits["any"] / len(planted), 3),
+                "via_recall": hits["recall"],
+                "via_facts": hits["facts"],
+                "mean_tokens_used": summary["mean_tokens_used"],
+                "mean_recalled_tokens": summary["mean_tiers"].get("recalled", 0),
+            }
+        )
+    return results
 
 
 def diagnose(outcome: Outcome, conversation: Conversation, query: Any, inputs: ContextInputs, probe_id: int) -> None:
@@ -533,10 +585,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     conversations, planted, timings = populate(args.conversations, args.exchanges, args.seed)
     _progress("summaries and facts with the product's services (offline model)")
     timings |= run_memory(conversations)
+    from chatproject.llm.config import default_model
+
     _progress(f"asking {len(planted)} questions")
     started = time.perf_counter()
-    outcomes, window_sizes, context_info = ask(conversations, planted)
+    asker = Asker(conversations=conversations, model=default_model().name)
+    outcomes, window_sizes, context_info = ask(asker, planted)
     timings["ask_s"] = round(time.perf_counter() - started, 1)
+    _progress(f"asking them again with {len(VARIANTS)} other recall settings")
+    variants = ask_variants(asker, planted)
     timings["total_s"] = round(time.perf_counter() - started_all, 1)
 
     total = len(outcomes)
@@ -567,6 +624,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "planted_similarity_median": round(float(np.median([outcome.similarity for outcome in outcomes])), 3),
         "baseline_window_messages_mean": round(float(np.mean(window_sizes)), 1),
         "context": context_info,
+        "variants": variants,
         "settings": {
             "CONTEXT_RECENT_TURNS": settings.CONTEXT_RECENT_TURNS,
             "CONTEXT_HISTORY_LIMIT": settings.CONTEXT_HISTORY_LIMIT,
@@ -634,6 +692,19 @@ def write_report(results: dict[str, Any]) -> Path:
         f"Timings: embed {t['embed_messages_s']} s, insert {t['insert_s']} s, {t['summary_refreshes']} summary"
         f" refreshes {t['summary_s']} s, {t['facts_extract_calls']} facts_extract calls {t['facts_s']} s"
         f" ({t['facts_active']} active facts), questions {t['ask_s']} s; total {t['total_s']} s.",
+        "",
+        "The same 50 questions with other recall settings (the product's own build, settings overridden):",
+        "",
+        "| recall limit | threshold | share | via recall | via facts | mean tokens used | mean recalled-tier tokens |",
+        "|---|---|---|---|---|---|---|",
+        f"| {s['CONTEXT_RECALL_LIMIT']} (configured) | {s['CONTEXT_RECALL_THRESHOLD']} | {r['product_share']:.0%} |"
+        f" {r['via']['recall']} | {r['via']['facts']} | {r['context']['mean_tokens_used']} |"
+        f" {r['context']['mean_tiers'].get('recalled', 0)} |",
+        *[
+            f"| {v['recall_limit']} | {v['recall_threshold']} | {v['share']:.0%} | {v['via_recall']} |"
+            f" {v['via_facts']} | {v['mean_tokens_used']} | {v['mean_recalled_tokens']} |"
+            for v in r["variants"]
+        ],
         "",
         "| conv | exch | kind | statement | question | via | last-N | cos | rank | fact rank | extracted fact |",
         "|---|---|---|---|---|---|---|---|---|---|---|",

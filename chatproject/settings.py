@@ -110,6 +110,12 @@ TEMPLATES = [
 DATABASE_URL = env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/chatproject")
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# pgvector's HNSW search settings, set once per connection rather than per query: candidates
+# examined, and an iterative scan so a filter (one conversation, one user) cannot starve the index.
+MEMORY_EF_SEARCH = env_int("MEMORY_EF_SEARCH", 100)
+DATABASES["default"].setdefault("OPTIONS", {})["options"] = (
+    f"-c hnsw.ef_search={MEMORY_EF_SEARCH} -c hnsw.iterative_scan=relaxed_order"
+)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -223,7 +229,6 @@ CONTEXT_RECALL_THRESHOLD = env_float("CONTEXT_RECALL_THRESHOLD", 0.35)
 CONTEXT_FACTS_LIMIT = env_int("CONTEXT_FACTS_LIMIT", 10)
 # Facts are short and few: the nearest ten go in unless they point away from the question.
 CONTEXT_FACTS_THRESHOLD = env_float("CONTEXT_FACTS_THRESHOLD", 0.0)
-MEMORY_EF_SEARCH = env_int("MEMORY_EF_SEARCH", 100)
 # A summary is written once this many tokens sit outside the recent window, unsummarized.
 SUMMARY_TRIGGER_TOKENS = env_int("SUMMARY_TRIGGER_TOKENS", 1200)
 SUMMARY_MAX_INPUT_TOKENS = env_int("SUMMARY_MAX_INPUT_TOKENS", 6000)

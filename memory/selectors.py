@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from uuid import UUID
 
 from django.conf import settings
-from django.db import connection, transaction
 from pgvector.django import CosineDistance
 
 from conversations.models import Message
@@ -40,26 +39,18 @@ def facts_for_user(*, user_id: int) -> list[UserFact]:
     )
 
 
-def _iterative_scan(ef_search: int) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL hnsw.ef_search = %s", [ef_search])
-        cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-
-
 def recall_turns(
     *, conversation_id: str | UUID, query: Sequence[float], exclude_ids: set[int], limit: int, threshold: float
 ) -> list[Recalled]:
     """Older turns of this conversation most similar to the query, above a cosine threshold."""
-    with transaction.atomic():
-        _iterative_scan(int(settings.MEMORY_EF_SEARCH))
-        rows = list(
-            Message.objects.filter(conversation_id=conversation_id, role__in=CHAT_ROLES, embedding__isnull=False)
-            .exclude(pk__in=exclude_ids)
-            .exclude(status=Message.Status.BLOCKED)
-            .annotate(distance=CosineDistance("embedding", list(query)))
-            .order_by("distance")
-            .values("pk", "role", "content", "redacted_content", "distance")[:limit]
-        )
+    rows = list(
+        Message.objects.filter(conversation_id=conversation_id, role__in=CHAT_ROLES, embedding__isnull=False)
+        .exclude(pk__in=exclude_ids)
+        .exclude(status=Message.Status.BLOCKED)
+        .annotate(distance=CosineDistance("embedding", list(query)))
+        .order_by("distance")
+        .values("pk", "role", "content", "redacted_content", "distance")[:limit]
+    )
     return [
         Recalled(Turn(row["role"], row["redacted_content"] or row["content"], row["pk"]), 1.0 - float(row["distance"]))
         for row in rows
@@ -68,14 +59,12 @@ def recall_turns(
 
 
 def relevant_facts(*, user_id: int, query: Sequence[float], limit: int, threshold: float) -> list[Fact]:
-    with transaction.atomic():
-        _iterative_scan(int(settings.MEMORY_EF_SEARCH))
-        rows = list(
-            UserFact.objects.filter(user_id=user_id, status=UserFact.Status.ACTIVE, embedding__isnull=False)
-            .annotate(distance=CosineDistance("embedding", list(query)))
-            .order_by("distance")
-            .values("pk", "text", "distance")[:limit]
-        )
+    rows = list(
+        UserFact.objects.filter(user_id=user_id, status=UserFact.Status.ACTIVE, embedding__isnull=False)
+        .annotate(distance=CosineDistance("embedding", list(query)))
+        .order_by("distance")
+        .values("pk", "text", "distance")[:limit]
+    )
     return [
         Fact(row["text"], 1.0 - float(row["distance"]), row["pk"])
         for row in rows

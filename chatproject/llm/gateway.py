@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncGenerator
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from chatproject.llm.config import OFFLINE_CONTEXT_WINDOW, resolve_model
@@ -166,13 +167,31 @@ async def _close_quietly(response: Any) -> None:
         logger.debug("closing the upstream stream failed", exc_info=True)
 
 
+# Chat formats prime every request for the reply with a few tokens, once per request, not per message.
+REPLY_PRIMING_TOKENS = 3
+
+
 def count_tokens(messages: list[ChatMessage], model: str | None = None) -> int:
-    """Prompt tokens as the model's tokenizer counts them (litellm falls back to cl100k)."""
-    spec = resolve_model(model)
+    """Prompt tokens as the model's tokenizer counts them (litellm falls back to cl100k).
+
+    A request's count is the sum of its messages' counts less the reply priming each single-message
+    count includes, so each message is tokenized once and remembered: building a prompt asks about
+    the same history turns on every turn of a conversation.
+    """
+    litellm_model = resolve_model(model).litellm_model
+    if not messages:
+        return 0
+    counts = [_message_tokens(litellm_model, m["role"], m["content"]) for m in messages]
+    return sum(counts) - REPLY_PRIMING_TOKENS * (len(counts) - 1)
+
+
+@lru_cache(maxsize=8192)
+def _message_tokens(litellm_model: str, role: str, content: str) -> int:
+    message: ChatMessage = {"role": role, "content": content}
     try:
-        return int(_llm().token_counter(model=spec.litellm_model, messages=messages))
+        return int(_llm().token_counter(model=litellm_model, messages=[message]))
     except Exception:  # an unknown tokenizer must not break a turn: estimate instead
-        return sum(len(m["content"]) // 4 + 4 for m in messages)
+        return len(content) // 4 + 4 + REPLY_PRIMING_TOKENS
 
 
 def count_text_tokens(text: str, model: str | None = None) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +77,9 @@ class PreparedTurn:
     model: str
     context: BuiltContext | None  # None when the input guardrails blocked the message
     input_verdict: Verdict
+    # The user message's vector, written to its row after the reply has started, off the path
+    # to the first token (the write updates a large HNSW graph).
+    vector: list[float] | None = None
 
 
 def _embed(text: str) -> list[float] | None:
@@ -148,9 +152,8 @@ def turn_prepare(*, user: User, conversation_id: str | None, content: object) ->
     if redacted:
         # The vector of what was stored and sent, never of the personal data it no longer holds.
         vector = _embed(verdict.text)
-    _store_embedding(start.user_message, vector)
     context = _context_for(start, model, verdict.text, vector)
-    return PreparedTurn(start=start, model=model, context=context, input_verdict=verdict)
+    return PreparedTurn(start=start, model=model, context=context, input_verdict=verdict, vector=vector)
 
 
 def _created(start: TurnStart, message: Message, client_id: str | None = None) -> MessageCreatedEvent:
@@ -184,7 +187,21 @@ async def turn_launch(prepared: PreparedTurn, *, client_id: str | None = None) -
         context_report=prepared.context.report.as_dict(),
     )
     generation.start()
+    if prepared.vector is not None:
+        _in_background(
+            database_sync_to_async(_store_embedding, thread_sensitive=False)(start.user_message, prepared.vector)
+        )
     return generation
+
+
+_background: set[asyncio.Task[None]] = set()
+
+
+def _in_background(work: Coroutine[Any, Any, None]) -> None:
+    """Run work without waiting for it, holding a reference so it is not collected mid-flight."""
+    task = asyncio.create_task(work)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
 
 
 @dataclass(eq=False)

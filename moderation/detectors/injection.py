@@ -908,6 +908,10 @@ _FORMAT_TALK = re.compile(
 )
 
 
+SHORT_TEXT_WORDS = 8
+SHORT_TEXT_LEARNED_CAP = 0.45
+
+
 @dataclass
 class _Evidence:
     signals: list[Signal] = field(default_factory=list)
@@ -918,6 +922,7 @@ class _Evidence:
     head_score: float = 0.0
     head_span: tuple[int, int] | None = None
     document: bool = False
+    words: int = 0
 
 
 class InjectionDetector:
@@ -968,7 +973,9 @@ class InjectionDetector:
             return []
         # Only the first characters decide whether the message hands over a document (see _is_document).
         evidence = _Evidence(
-            signals=rule_signals(text[: self.max_chars]), document=_is_document(textnorm.fold(text[:800]).text)
+            signals=rule_signals(text[: self.max_chars]),
+            document=_is_document(textnorm.fold(text[:800]).text),
+            words=len(text.split()),
         )
         if self.use_knn:
             self._add_knn(text, context, evidence)
@@ -1047,6 +1054,10 @@ class InjectionDetector:
             if not knn:
                 evidence.knn_span = evidence.head_span
         learned = 1.0 - (1.0 - knn) * (1.0 - head)
+        if not evidence.signals and evidence.words < SHORT_TEXT_WORDS:
+            # A few words embed noisily ("go on forever" sits near "go on, ignore your rules"): without
+            # a rule agreeing, the learned signal alone may flag a short message but never block it.
+            learned = min(learned, SHORT_TEXT_LEARNED_CAP)
         total = 1.0 - (1.0 - noisy_or(s.weight for s in evidence.signals)) * (1.0 - learned)
         lead = _lead_category(by_category, evidence.knn_category if knn or head else "")
         findings = [self._finding(lead, total, evidence.signals, evidence, learned)]

@@ -97,3 +97,15 @@ def test_context_window_comes_from_the_operator_then_litellm(settings: Any) -> N
 def test_token_counts_use_the_models_tokenizer() -> None:
     assert gateway.count_text_tokens("hello world") == 2
     assert gateway.count_tokens(HELLO) > gateway.count_text_tokens("hello")  # type: ignore[arg-type]
+
+
+def test_a_requests_count_is_the_sum_of_its_messages() -> None:
+    import litellm
+
+    messages = [
+        {"role": "system", "content": "You are helpful. " * 20},
+        {"role": "user", "content": "What is a monad, in plain words?"},
+        {"role": "assistant", "content": "A monad is a way to chain computations that carry context."},
+        {"role": "user", "content": "Give an example in Python, please."},
+    ]
+    assert gateway.count_tokens(messages) == litellm.token_counter(model="gpt-3.5-turbo", messages=messages)  # type: ignore[arg-type]

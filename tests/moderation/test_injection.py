@@ -350,3 +350,11 @@ def test_head_alone_does_not_flag_a_pasted_memo_about_assistants(detector: Injec
         " on how to prompt the assistant and what it must never be given.'"
     )
     assert score(detector, memo) < THRESHOLD
+
+
+def test_a_short_everyday_request_is_not_blocked_on_the_learned_signal_alone() -> None:
+    from moderation.detectors.base import CheckContext, Direction
+    from moderation.detectors.injection import InjectionDetector
+
+    found = InjectionDetector().check("go on forever", direction=Direction.INPUT, context=CheckContext())
+    assert all(f.score < 0.5 for f in found)
