@@ -19,11 +19,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import quote
 
 import pytest
 from django.conf import settings
-from django.db import connection
+
+from tests.conftest import test_database_url
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -53,16 +53,6 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def _test_database_url() -> str:
-    db = connection.settings_dict
-    auth = quote(db.get("USER") or "", safe="")
-    if db.get("PASSWORD"):
-        auth += ":" + quote(db["PASSWORD"], safe="")
-    host = db.get("HOST") or "127.0.0.1"
-    port = db.get("PORT") or 5432
-    return f"postgres://{auth}@{host}:{port}/{quote(db['NAME'], safe='')}"
 
 
 def _wait_until_listening(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
@@ -101,7 +91,7 @@ def live_daphne(transactional_db: None, tmp_path: Path, daphne_env: dict[str, st
         "PYTHONPATH": str(REPO_ROOT),
         "PYTHONUNBUFFERED": "1",
         "SERVE_STATIC": "true",
-        "DATABASE_URL": _test_database_url(),
+        "DATABASE_URL": test_database_url(),
         "REDIS_URL": settings.REDIS_URL,
         "CHANNEL_LAYER_PREFIX": f"e2e-{uuid.uuid4().hex[:12]}",
         "OFFLINE_TOKEN_DELAY": "0.05",
@@ -141,7 +131,7 @@ def live_daphne(transactional_db: None, tmp_path: Path, daphne_env: dict[str, st
 def browser_page(live_daphne: LiveServer) -> Iterator[Page]:
     """A Chromium page; requested after `live_daphne` so it closes before the server stops."""
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"Chromium is not installed at {CHROMIUM}")
+        pytest.fail(f"Chromium is not installed at {CHROMIUM}: `apt-get install chromium` (.ci/run does)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
