@@ -25,6 +25,10 @@ from django.conf import settings
 
 from tests.conftest import test_database_url
 
+# A fresh server loads its models on the first turns (embedder, guardrail references, litellm's
+# import): Playwright's 5 s default wait is too tight for that on a busy 2-core machine.
+EXPECT_TIMEOUT_MS = 15_000
+
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
@@ -132,7 +136,9 @@ def browser_page(live_daphne: LiveServer) -> Iterator[Page]:
     """A Chromium page; requested after `live_daphne` so it closes before the server stops."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Chromium is not installed at {CHROMIUM}: `apt-get install chromium` (.ci/run does)")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)

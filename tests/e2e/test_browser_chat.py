@@ -54,7 +54,8 @@ def test_stream_stop_and_reload_keep_both_replies(live_daphne: LiveServer, brows
     page.keyboard.press("Enter")
     expect(page.locator(USER).first.locator(BODY)).to_have_text(first_prompt)
     first = page.locator(ASSISTANT).nth(0)
-    expect(first).to_have_attribute("data-status", "streaming")
+    # The first turn of a fresh server may wait for litellm's import (3–7 s) to finish in the background.
+    expect(first).to_have_attribute("data-status", "streaming", timeout=STREAM_TIMEOUT_MS)
     page.wait_for_url(f"{base}/c/*/")
     expect(page.locator("[data-testid=conversation-item]")).to_have_count(1)
     expect(page.locator("[data-testid=conversation-item]").first).to_contain_text(first_prompt)
@@ -81,7 +82,7 @@ def test_stream_stop_and_reload_keep_both_replies(live_daphne: LiveServer, brows
     page.fill("[data-testid=composer]", second_prompt)
     page.click("[data-testid=send]")
     second = page.locator(ASSISTANT).nth(1)
-    expect(second).to_have_attribute("data-status", "streaming")
+    expect(second).to_have_attribute("data-status", "streaming", timeout=STREAM_TIMEOUT_MS)
     page.wait_for_function(GROWN_WHILE_STREAMING, arg=[1, "x" * 40], timeout=STREAM_TIMEOUT_MS)
     page.click("[data-testid=stop]")
     expect(second).to_have_attribute("data-status", "stopped", timeout=STREAM_TIMEOUT_MS)
