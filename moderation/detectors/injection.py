@@ -991,7 +991,7 @@ class InjectionDetector:
         candidates = self._knn_candidates(text, evidence.signals)
         if not candidates:
             return
-        known = _known_embedding(text, context)
+        known = reference.known_embedding(text, context.extra)
         vectors = reference.vectors_for([candidate for candidate, _ in candidates], known=known)
         if self.use_head:
             for (_, span), p in zip(candidates, self.head.get().probabilities(vectors), strict=True):
@@ -1031,14 +1031,10 @@ class InjectionDetector:
     # --- Scoring -------------------------------------------------------------------------------------
 
     def knn_contribution(self, score: float) -> float:
-        if score <= self.knn_floor:
-            return 0.0
-        return self.knn_weight * (score - self.knn_floor) / (1.0 - self.knn_floor)
+        return reference.ramp(score, self.knn_floor, self.knn_weight)
 
     def head_contribution(self, p: float) -> float:
-        if p <= self.head_floor:
-            return 0.0
-        return self.head_weight * (p - self.head_floor) / (1.0 - self.head_floor)
+        return reference.ramp(p, self.head_floor, self.head_weight)
 
     def _findings(self, evidence: _Evidence) -> list[Finding]:
         knn = self.knn_contribution(evidence.knn_score)
@@ -1090,11 +1086,6 @@ def _mostly_latin(text: str) -> bool:
         return True
     latin = sum(1 for char in letters if char.isascii() or "LATIN" in unicodedata.name(char, ""))
     return latin >= 0.5 * len(letters)
-
-
-def _known_embedding(text: str, context: CheckContext) -> dict[str, Any] | None:
-    vector = context.extra.get("embedding") if context.extra else None
-    return {text: vector} if vector is not None else None
 
 
 def _lead_category(by_category: dict[str, float], knn_category: str) -> str:

@@ -136,6 +136,19 @@ class ReferenceSet:
         return loaded
 
 
+def known_embedding(text: str, extra: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The turn's own vector of the whole message, when the caller passed it: no second embedding."""
+    vector = extra.get("embedding") if extra else None
+    return {text: vector} if vector is not None else None
+
+
+def ramp(score: float, floor: float, weight: float) -> float:
+    """A learned score's share of a verdict: nothing up to floor, then linear up to weight at 1.0."""
+    if score <= floor:
+        return 0.0
+    return weight * (score - floor) / (1.0 - floor)
+
+
 def read_examples(path: Path) -> list[Example]:
     examples = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):

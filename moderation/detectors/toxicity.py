@@ -686,7 +686,7 @@ class ToxicityDetector:
     # --- k-NN ----------------------------------------------------------------------------------------
 
     def _add_knn(self, text: str, direction: Direction, context: CheckContext, evidence: _Evidence) -> None:
-        known = _known_embedding(text, context)
+        known = reference.known_embedding(text, context.extra)
         candidates = self._knn_candidates(text, direction, known is not None)
         if not candidates:
             return
@@ -732,9 +732,7 @@ class ToxicityDetector:
         return [(window.text, (window.start, window.end)) for window in chosen]
 
     def knn_contribution(self, score: float) -> float:
-        if score <= self.knn_floor:
-            return 0.0
-        return self.knn_weight * (score - self.knn_floor) / (1.0 - self.knn_floor)
+        return reference.ramp(score, self.knn_floor, self.knn_weight)
 
     # --- Scoring -------------------------------------------------------------------------------------
 
@@ -762,11 +760,6 @@ class ToxicityDetector:
             spans=tuple(Span(start, end, _LABELS[category]) for start, end in sorted(spans)[:20]),
             detail="; ".join(parts),
         )
-
-
-def _known_embedding(text: str, context: CheckContext) -> dict[str, Any] | None:
-    vector = context.extra.get("embedding") if context.extra else None
-    return {text: vector} if vector is not None else None
 
 
 # --- Rules ---------------------------------------------------------------------------------------------
