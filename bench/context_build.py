@@ -779,11 +779,11 @@ def populate(url: str, shape: Shape) -> Dataset:
 
         notices: list[str] = []
         conn.add_notice_handler(lambda diag: notices.append(str(diag.message_primary)))
-        conn.execute("SET maintenance_work_mem = '2GB'")
+        conn.execute("SET maintenance_work_mem = '6GB'")
         conn.execute("SET max_parallel_maintenance_workers = 1")
         for name, definition in indexes:
             if "USING hnsw" in definition:
-                _progress(f"HNSW index {name} (maintenance_work_mem 2GB, 1 parallel worker)")
+                _progress(f"HNSW index {name} (maintenance_work_mem 6GB, 1 parallel worker)")
                 started = time.perf_counter()
                 conn.execute(definition)
                 timings[f"{name}_s"] = round(time.perf_counter() - started, 1)

@@ -121,6 +121,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 # The channel layer's key prefix lets several deployments (or test runs) share one Redis.
 CHANNEL_LAYER_PREFIX = env_str("CHANNEL_LAYER_PREFIX", "chat")
+# Prefix of the product's own Redis keys (rate limits, the LLM queue): see chatproject/redis_client.py.
+REDIS_KEY_PREFIX = env_str("REDIS_KEY_PREFIX", CHANNEL_LAYER_PREFIX)
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": env_str("CHANNEL_LAYER_BACKEND", "channels_redis.pubsub.RedisPubSubChannelLayer"),

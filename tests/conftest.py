@@ -20,6 +20,8 @@ from chatproject.llm.config import configured_models
 
 # One key prefix per test run, so parallel runs (and a dev server) on the same Redis never cross.
 settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"test-{uuid.uuid4().hex[:8]}"  # type: ignore[index]
+settings.REDIS_KEY_PREFIX = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]  # type: ignore[index]
+settings.CACHES["default"]["KEY_PREFIX"] = settings.REDIS_KEY_PREFIX
 # Generations write from a thread pool; persistent connections there would outlive the test database.
 settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
 
