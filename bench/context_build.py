@@ -2,8 +2,8 @@
 
 Times what a turn does to build its prompt, with the product's own functions, unmodified, called as
 `conversations.services.turns.turn_prepare` calls them (moderation aside): embed the user's message
-once (`_embed`), store the vector on its row (`_store_embedding`), then `_context_for`: read the
-memory switch, gather the inputs (summary, branch tail, recalled turns, facts: `memory.selectors.
+once (`_embed`), store the vector on its row (`_store_embedding`), then `_context_for`: gather the
+inputs in one query (memory switch, summary, branch tail, recalled turns, facts: `memory.selectors.
 context_inputs`) and fit them to the window (`memory.context.build_context`, the real token
 counter). Each part is timed by wrapping the function the turn calls, so one run gives the whole
 and its breakdown. The same builds run, interleaved, for a 100-message conversation of the same
@@ -18,14 +18,13 @@ binary COPY (12 µs a row; vectors as text cost 150 µs) with secondary indexes 
 HNSW indexes are built afterwards (the HNSW build is timed and reported), then ANALYZE. The target
 conversations' vectors are cached in the temp dir, so a populate that fails later is cheap to retry.
 
-Also: EXPLAIN (ANALYZE, BUFFERS) of every read, a check of the HNSW recall against an exact search,
-a cProfile when the target is missed, and with --what-if the same builds with candidate product
-changes patched in (token counts memoized per message; the vector stored off the turn's path).
+Also: EXPLAIN (ANALYZE, BUFFERS) of the query, a check of the recall against an exact search in
+numpy, and a cProfile when the target is missed.
 
 Prints one JSON line and writes a Markdown report to bench/results/.
 
     python -m bench.context_build                      # populate on first run (~40 min), then measure
-    python -m bench.context_build --what-if --database-url postgres://postgres@127.0.0.1/other
+    python -m bench.context_build --database-url postgres://postgres@127.0.0.1/other
 """
 
 from __future__ import annotations
@@ -883,13 +882,9 @@ def instrumented(clock: Clock) -> Iterator[None]:
         (turns, "_embed", "embed"),
         (turns, "_store_embedding", "store_vector"),
         (turns, "_context_for", "context_for"),
-        (turns, "memory_enabled", "memory_enabled"),
         (turns, "context_inputs", "context_inputs"),
         (turns, "build_context", "build_context"),
-        (selectors, "current_summary", "sql_summary"),
-        (selectors, "branch_tail", "sql_branch_tail"),
-        (selectors, "recall_turns", "sql_recall"),
-        (selectors, "relevant_facts", "sql_facts"),
+        (selectors, "_inputs_from_rows", "rows_to_inputs"),
         (gateway, "count_tokens", "count_tokens"),
     ]
     with contextlib.ExitStack() as stack:
@@ -971,12 +966,8 @@ def build_once(case: Case, question: str, clock: Clock, model: str) -> BuiltCont
         "embed",
         "store_vector",
         "context_for",
-        "memory_enabled",
         "context_inputs",
-        "sql_summary",
-        "sql_branch_tail",
-        "sql_recall",
-        "sql_facts",
+        "rows_to_inputs",
         "build_context",
         "count_tokens",
     ):
@@ -1028,9 +1019,9 @@ def _explain(sql_text: str) -> dict[str, Any]:
 
 
 def explain_turn(case: Case, question: str, fresh_question: str) -> dict[str, Any]:
-    """EXPLAIN (ANALYZE, BUFFERS) of each read `context_inputs` makes, exactly as it sent them.
+    """EXPLAIN (ANALYZE, BUFFERS) of the query `context_inputs` makes, exactly as it sent it.
 
-    The vector queries are explained for a question not asked before (the pages it needs are where
+    It is explained for a question not asked before (the pages it needs are where
     earlier turns left them), then for the same query again (all its pages now in shared_buffers),
     then for a random unit vector: unlike the conversation's messages, so the filtered search must
     walk far through other users' rows, as it would with real (clustered) neighbours everywhere.
@@ -1062,19 +1053,14 @@ def explain_turn(case: Case, question: str, fresh_question: str) -> dict[str, An
     plans: dict[str, Any] = {}
     for captured_query in captured.captured_queries:
         text = captured_query["sql"]
-        if not text.lstrip().upper().startswith(("SELECT", "WITH")):
+        if "<=>" not in text:
             continue
-        if "<=>" in text:
-            name = "recall" if "conversations_message" in text else "facts"
-            if not VECTOR_LITERAL.search(text):
-                raise RuntimeError("no vector literal found in the captured query: update VECTOR_LITERAL")
-            new_text = VECTOR_LITERAL.sub(lambda _: fresh, text)
-            plans[name] = _explain(new_text)  # first time this vector is searched for
-            plans[f"{name} (same query again)"] = _explain(new_text)
-            plans[f"{name} (random vector)"] = _explain(VECTOR_LITERAL.sub(lambda _: unrelated, text))
-        else:
-            name = "branch_tail" if "WITH RECURSIVE" in text else "summary" if "summary" in text else "other"
-            plans[name] = _explain(text)
+        if not VECTOR_LITERAL.search(text):
+            raise RuntimeError("no vector literal found in the captured query: update VECTOR_LITERAL")
+        new_text = VECTOR_LITERAL.sub(lambda _: fresh, text)
+        plans["context query"] = _explain(new_text)  # first time this vector is searched for
+        plans["context query (same query again)"] = _explain(new_text)
+        plans["context query (random vector)"] = _explain(VECTOR_LITERAL.sub(lambda _: unrelated, text))
     return plans
 
 
@@ -1151,55 +1137,6 @@ def time_builds(cases: list[Case], prompts: list[str], builds: int, warm_up: int
                 case.report = built.report.as_dict()
 
 
-def memoized_counter(count: Callable[..., int]) -> Callable[..., int]:
-    """count_tokens from per-message counts, each computed once: litellm's count of a list of chat
-    messages is the sum of each message counted alone, minus the 3 reply-priming tokens it adds
-    once per call (checked: exact for the offline model's cl100k fallback)."""
-    memo: dict[tuple[str | None, str, str], int] = {}
-
-    def counted(messages: list[dict[str, str]], model: str | None = None) -> int:
-        total = 0
-        for message in messages:
-            key = (model, message["role"], message["content"])
-            if key not in memo:
-                memo[key] = count([message], model)
-            total += memo[key]
-        return total - 3 * (len(messages) - 1)
-
-    return counted
-
-
-def what_if(cases: list[Case], prompts: list[str], clock: Clock, model: str, builds: int = 100) -> dict[str, Any]:
-    """The same builds with two product changes simulated by patching (the product is not changed):
-    token counts memoized per message, and the vector store moved off the turn's path."""
-    from chatproject.llm import gateway
-    from conversations.services import turns
-
-    fresh = questions(random.Random(len(prompts) + 17), builds)  # not asked before: the memo starts cold
-    variants: dict[str, list[tuple[Any, str, Any]]] = {
-        "token counts memoized per message": [(gateway, "count_tokens", memoized_counter(gateway.count_tokens))],
-        "… and the vector stored after the turn": [
-            (gateway, "count_tokens", memoized_counter(gateway.count_tokens)),
-            (turns, "_store_embedding", lambda message, vector: None),
-        ],
-    }
-    results: dict[str, Any] = {}
-    for name, patches in variants.items():
-        _progress(f"what-if: {name}")
-        with contextlib.ExitStack() as stack:
-            for owner, attribute, replacement in patches:
-                stack.enter_context(mock.patch.object(owner, attribute, replacement))
-            time_builds(cases, fresh, builds, 5, clock, model)
-        results[name] = {
-            case.target.name: {
-                key: summarize(case.samples[key])
-                for key in ("without_embedding", "context_inputs", "sql_recall", "build_context", "store_vector")
-            }
-            for case in cases
-        }
-    return results
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     shape = Shape(users=args.users, messages=args.messages)
     dataset = existing_dataset(args.database_url, shape, args.rebuild)
@@ -1262,8 +1199,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if args.profile or not results["target_met"]:
                 _progress("profiling 50 builds of the long conversation")
                 results["profile"] = profile_builds(cases[0], prompts[:50], clock, model)
-            if args.what_if:
-                results["what_if"] = what_if(cases, prompts, clock, model)
     finally:
         from django.db import connection
 
@@ -1285,12 +1220,8 @@ PARTS = [
     ("embed the question (`_embed`)", "embed"),
     ("store its vector (`_store_embedding`: UPDATE + HNSW insert)", "store_vector"),
     ("`_context_for`", "context_for"),
-    ("`memory_enabled`", "memory_enabled"),
-    ("`context_inputs` (all SQL)", "context_inputs"),
-    ("· summary", "sql_summary"),
-    ("· branch_tail (recursive CTE)", "sql_branch_tail"),
-    ("· recall (HNSW)", "sql_recall"),
-    ("· facts (HNSW)", "sql_facts"),
+    ("`context_inputs` (one query: switch, summary, branch, recall, facts)", "context_inputs"),
+    ("· of which turning rows into inputs", "rows_to_inputs"),
     ("`build_context`", "build_context"),
     ("· of which `count_tokens`", "count_tokens"),
 ]
@@ -1359,20 +1290,6 @@ def write_report(results: dict[str, Any]) -> Path:
                 "```",
                 "",
             ]
-    if r.get("what_if"):
-        lines += [
-            "## What if (product changes simulated by patching, same run)",
-            "",
-            "| change | conversation | (b) p50 | (b) p95 | context_inputs p50 | recall p50 | build_context p50 |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for change, by_case in r["what_if"].items():
-            for case_name, v in by_case.items():
-                lines.append(
-                    f"| {change} | {case_name} | {v['without_embedding']['p50']} | {v['without_embedding']['p95']} |"
-                    f" {v['context_inputs']['p50']} | {v['sql_recall']['p50']} | {v['build_context']['p50']} |"
-                )
-        lines.append("")
     if r.get("profile"):
         lines += ["## cProfile, 50 builds of the long conversation", "", "```", r["profile"].rstrip(), "```", ""]
     path.write_text("\n".join(lines))
@@ -1388,9 +1305,6 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=Shape.users)
     parser.add_argument("--rebuild", action="store_true", help="drop and repopulate the benchmark database")
     parser.add_argument("--profile", action="store_true", help="profile even when the target is met")
-    parser.add_argument(
-        "--what-if", action="store_true", help="also time with candidate fixes patched in (memoized counts, no store)"
-    )
     args = parser.parse_args()
     results = run(args)
     report = write_report(results)

@@ -8,13 +8,13 @@ search over a million rows returns its 40 nearest overall and the filter keeps a
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from pgvector.django import CosineDistance
+from django.db import connection
 
 from conversations.models import Message
-from conversations.selectors import branch_tail
 from memory.context import ContextInputs, Fact, Recalled, Turn
 from memory.models import ConversationSummary, MemoryProfile, UserFact
 
@@ -39,37 +39,69 @@ def facts_for_user(*, user_id: int) -> list[UserFact]:
     )
 
 
-def recall_turns(
-    *, conversation_id: str | UUID, query: Sequence[float], exclude_ids: set[int], limit: int, threshold: float
-) -> list[Recalled]:
-    """Older turns of this conversation most similar to the query, above a cosine threshold."""
-    rows = list(
-        Message.objects.filter(conversation_id=conversation_id, role__in=CHAT_ROLES, embedding__isnull=False)
-        .exclude(pk__in=exclude_ids)
-        .exclude(status=Message.Status.BLOCKED)
-        .annotate(distance=CosineDistance("embedding", list(query)))
-        .order_by("distance")
-        .values("pk", "role", "content", "redacted_content", "distance")[:limit]
-    )
-    return [
-        Recalled(Turn(row["role"], row["redacted_content"] or row["content"], row["pk"]), 1.0 - float(row["distance"]))
-        for row in rows
-        if 1.0 - float(row["distance"]) >= threshold
-    ]
+# One statement for everything a turn's prompt needs: the memory switch, the summary, the branch
+# tail after the summary's boundary, recalled turns and facts. A turn pays one round trip and one
+# plan instead of five ORM queries (each costs more in Python than in PostgreSQL at this size).
+_CONTEXT_SQL = """
+WITH RECURSIVE
+summary AS (
+    SELECT text, through_message_id FROM memory_conversationsummary
+    WHERE conversation_id = %(conversation)s ORDER BY through_message_id DESC LIMIT 1
+),
+path(id, parent_id, depth) AS (
+    SELECT id, parent_id, 0 FROM conversations_message WHERE id = %(leaf)s
+    UNION ALL
+    SELECT m.id, m.parent_id, p.depth + 1
+    FROM conversations_message m JOIN path p ON m.id = p.parent_id
+    WHERE p.depth + 1 < %(history_limit)s
+      AND m.id <> COALESCE((SELECT through_message_id FROM summary), 0)
+),
+memory_on AS (
+    SELECT %(memory_allowed)s AND COALESCE(
+        (SELECT enabled FROM memory_memoryprofile WHERE user_id = %(user)s), true
+    ) AS enabled
+){recall_ctes}
+SELECT 'summary' AS kind, NULL::bigint AS id, ''::varchar AS role, text AS content,
+       ''::text AS redacted, 0::float8 AS distance, 0 AS depth
+FROM summary
+UNION ALL
+SELECT 'turn', m.id, m.role, m.content, m.redacted_content, 0, path.depth
+FROM path JOIN conversations_message m ON m.id = path.id
+WHERE m.role IN ('user', 'assistant') AND m.content <> '' AND m.status <> 'blocked'{recall_selects}
+ORDER BY kind, depth DESC, distance
+"""
+
+# Older turns of this conversation and the user's facts nearest the query. The threshold is applied
+# in Python on the few rows returned: inside the query it would make the index walk look for rows
+# it can never find (a question unrelated to anything said earlier would scan the whole graph).
+_RECALL_CTES = """,
+recalled AS (
+    SELECT m.id, m.embedding <=> %(query)s::vector AS distance
+    FROM conversations_message m
+    WHERE m.conversation_id = %(conversation)s AND m.role IN ('user', 'assistant')
+      AND m.embedding IS NOT NULL AND m.status <> 'blocked'
+      AND m.id <> ALL(%(exclude)s) AND m.id NOT IN (SELECT id FROM path)
+    ORDER BY distance LIMIT %(recall_limit)s
+),
+facts AS (
+    SELECT f.id, f.text, f.embedding <=> %(query)s::vector AS distance
+    FROM memory_userfact f
+    WHERE f.user_id = %(user)s AND f.status = 'active' AND f.embedding IS NOT NULL
+      AND (SELECT enabled FROM memory_on)
+    ORDER BY distance LIMIT %(facts_limit)s
+)"""
+_RECALL_SELECTS = """
+UNION ALL
+SELECT 'recalled', r.id, m.role, m.content, m.redacted_content, r.distance, 0
+FROM recalled r JOIN conversations_message m ON m.id = r.id
+UNION ALL
+SELECT 'fact', f.id, '', f.text, '', f.distance, 0 FROM facts f"""
+_CONTEXT_WITH_QUERY = _CONTEXT_SQL.format(recall_ctes=_RECALL_CTES, recall_selects=_RECALL_SELECTS)
+_CONTEXT_WITHOUT_QUERY = _CONTEXT_SQL.format(recall_ctes="", recall_selects="")
 
 
-def relevant_facts(*, user_id: int, query: Sequence[float], limit: int, threshold: float) -> list[Fact]:
-    rows = list(
-        UserFact.objects.filter(user_id=user_id, status=UserFact.Status.ACTIVE, embedding__isnull=False)
-        .annotate(distance=CosineDistance("embedding", list(query)))
-        .order_by("distance")
-        .values("pk", "text", "distance")[:limit]
-    )
-    return [
-        Fact(row["text"], 1.0 - float(row["distance"]), row["pk"])
-        for row in rows
-        if 1.0 - float(row["distance"]) >= threshold
-    ]
+def _vector_literal(values: Sequence[float]) -> str:
+    return "[" + ",".join(str(float(v)) for v in values) + "]"
 
 
 def context_inputs(
@@ -83,41 +115,53 @@ def context_inputs(
     use_memory: bool,
     exclude_ids: Sequence[int] = (),
 ) -> ContextInputs:
-    """Everything the builder may use for a reply to `user_message`, gathered in a few queries."""
-    summary = current_summary(conversation_id=conversation_id)
-    boundary = summary.through_message_id if summary else None
-    history = (
-        branch_tail(leaf_id=parent_id, limit=int(settings.CONTEXT_HISTORY_LIMIT), after_id=boundary)
-        if parent_id is not None
-        else []
-    )
-    turns = [
-        Turn(m.role, m.model_content, m.pk)
-        for m in history
-        if m.role in CHAT_ROLES and m.content and m.status != Message.Status.BLOCKED
-    ]
+    """Everything the builder may use for a reply to `user_message`, in one query.
+
+    `use_memory` is False where the conversation must not use memory (a temporary chat); the
+    user's own memory switch is read in the same query.
+    """
+    params: dict[str, Any] = {
+        "conversation": str(conversation_id),
+        "leaf": parent_id if parent_id is not None else 0,
+        "history_limit": int(settings.CONTEXT_HISTORY_LIMIT) if parent_id is not None else 0,
+        "memory_allowed": use_memory,
+        "user": user_id,
+    }
+    if query is not None:
+        params |= {
+            "query": _vector_literal(query),
+            "exclude": list(exclude_ids),
+            "recall_limit": int(settings.CONTEXT_RECALL_LIMIT),
+            "facts_limit": int(settings.CONTEXT_FACTS_LIMIT),
+        }
+    with connection.cursor() as cursor:
+        cursor.execute(_CONTEXT_WITH_QUERY if query is not None else _CONTEXT_WITHOUT_QUERY, params)
+        rows = cursor.fetchall()
+    return _inputs_from_rows(rows, system_prompt=system_prompt, user_message=user_message)
+
+
+def _inputs_from_rows(rows: Sequence[tuple[Any, ...]], *, system_prompt: str, user_message: str) -> ContextInputs:
+    recall_threshold = float(settings.CONTEXT_RECALL_THRESHOLD)
+    facts_threshold = float(settings.CONTEXT_FACTS_THRESHOLD)
+    summary = ""
+    history: list[Turn] = []
     recalled: list[Recalled] = []
     facts: list[Fact] = []
-    if query is not None:
-        recalled = recall_turns(
-            conversation_id=conversation_id,
-            query=query,
-            exclude_ids={m.pk for m in history} | set(exclude_ids),
-            limit=int(settings.CONTEXT_RECALL_LIMIT),
-            threshold=float(settings.CONTEXT_RECALL_THRESHOLD),
-        )
-        if use_memory:
-            facts = relevant_facts(
-                user_id=user_id,
-                query=query,
-                limit=int(settings.CONTEXT_FACTS_LIMIT),
-                threshold=float(settings.CONTEXT_FACTS_THRESHOLD),
-            )
+    for kind, pk, role, content, redacted, distance, _depth in rows:
+        similarity = 1.0 - float(distance)
+        if kind == "summary":
+            summary = content
+        elif kind == "turn":
+            history.append(Turn(role, redacted or content, pk))
+        elif kind == "recalled" and similarity >= recall_threshold:
+            recalled.append(Recalled(Turn(role, redacted or content, pk), similarity))
+        elif kind == "fact" and similarity >= facts_threshold:
+            facts.append(Fact(content, similarity, pk))
     return ContextInputs(
         system_prompt=system_prompt,
         user_message=user_message,
-        history=turns,
-        summary=summary.text if summary else "",
+        history=history,
+        summary=summary,
         recalled=recalled,
         facts=facts,
         recent_turns=int(settings.CONTEXT_RECENT_TURNS),

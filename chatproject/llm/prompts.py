@@ -117,7 +117,7 @@ FACT_PATTERNS: list[tuple[re.Pattern[str], str, str]] = [
         "The user's favorite {0} is {1}.",
     ),
     (re.compile(rf"\bi (?:really )?(?:love|like|enjoy) {_PHRASE}{_END}", re.I), "likes:{0}", "The user likes {0}."),
-    (re.compile(rf"\bi prefer {_PHRASE}{_END}", re.I), "preference", "The user prefers {0}."),
+    (re.compile(rf"\bi prefer {_PHRASE}{_END}", re.I), "prefers:{0}", "The user prefers {0}."),
     (
         re.compile(rf"\bi have an? (dog|cat|parrot|rabbit) (?:named|called) {_PHRASE}{_END}", re.I),
         "pet:{0}",

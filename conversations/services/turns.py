@@ -45,7 +45,7 @@ from conversations.services.messages import (
     validate_content,
 )
 from memory.context import BuiltContext, build_context
-from memory.selectors import context_inputs, memory_enabled
+from memory.selectors import context_inputs
 from moderation import pipeline as moderation_pipeline
 from moderation.detectors.base import Action
 from moderation.pipeline import Stage, Verdict
@@ -97,7 +97,6 @@ def _store_embedding(message: Message, vector: list[float] | None) -> None:
 
 def _context_for(start: TurnStart, model: str, prompt_text: str, query: list[float] | None) -> BuiltContext:
     conversation = start.conversation
-    use_memory = not conversation.temporary and memory_enabled(user_id=conversation.owner_id)
     inputs = context_inputs(
         user_id=conversation.owner_id,
         conversation_id=conversation.pk,
@@ -105,7 +104,7 @@ def _context_for(start: TurnStart, model: str, prompt_text: str, query: list[flo
         system_prompt=moderation_pipeline.system_prompt(),
         user_message=prompt_text,
         query=query,
-        use_memory=use_memory,
+        use_memory=not conversation.temporary,
         exclude_ids=[start.user_message.pk],
     )
     return build_context(

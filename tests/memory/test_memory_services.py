@@ -11,7 +11,7 @@ from chatproject.llm import embeddings
 from conversations.models import Message, UsageRecord
 from memory import services
 from memory.models import ConversationSummary, MemoryProfile, UserFact
-from memory.selectors import context_inputs, recall_turns
+from memory.selectors import context_inputs
 from memory.tasks import embed_message, extract_facts, refresh_summary
 from tests.factories import conversation_with_turns
 
@@ -118,6 +118,13 @@ def test_a_contradicted_fact_is_updated_not_duplicated(user: User) -> None:
     assert UserFact.objects.filter(user=user, status="active").count() == 3
 
 
+def test_two_different_preferences_are_two_facts(user: User) -> None:
+    conversation_with_turns(user, [("I prefer green tea in the morning.", "ok"), ("I prefer dark mode.", "ok")])
+    extract_facts(user.pk)
+    texts = set(UserFact.objects.filter(user=user, status="active").values_list("text", flat=True))
+    assert texts == {"The user prefers green tea in the morning.", "The user prefers dark mode."}
+
+
 def test_a_restated_fact_is_not_added_twice(user: User) -> None:
     conversation, messages = conversation_with_turns(user, [(FACTS_TEXT, "ok")])
     extract_facts(user.pk)
@@ -209,15 +216,20 @@ def test_retrieval_finds_the_planted_turn_among_500(user: User) -> None:
         message.embedding_model = embeddings.model_name()
     Message.objects.bulk_update(messages, ["embedding", "embedding_model"])
 
-    found = recall_turns(
+    inputs = context_inputs(
+        user_id=user.pk,
         conversation_id=conversation.pk,
+        parent_id=messages[-1].pk,
+        system_prompt="s",
+        user_message="What was the wifi password at the cabin?",
         query=embeddings.embed_one("What was the wifi password at the cabin?"),
-        exclude_ids={m.pk for m in messages[-10:]},
-        limit=3,
-        threshold=0.35,
+        use_memory=True,
     )
+    found = inputs.recalled
     assert messages[34].pk in [r.turn.message_id for r in found]
     assert found[0].turn.content.startswith("Please remember")
+    # The branch tail is in the prompt already: recall never repeats it.
+    assert not {r.turn.message_id for r in found} & {t.message_id for t in inputs.history}
 
 
 def test_background_tasks_send_models_the_redacted_text(user: User, upstream_model: Any) -> None:
