@@ -4,8 +4,10 @@ Quality: precision, recall and false-positive rate at each detector's default th
 settings.MODERATION_DETECTORS uses), per split of the evaluation set ("dev": used while the rules
 were written, so optimistic; "holdout": written afterwards and never used to change anything, though its
 misses were published in an earlier report; "holdout2": injection only, written and hashed before the
-detector's second round of changes and never looked at while making them), the
-false-positive rate on ordinary chat prompts alone, and a small threshold sweep.
+detector's second round of changes, whose misses were then used in the third round, so no longer clean;
+"holdout3": injection only, written and hashed before the third round and never scored while making it),
+the false-positive rate on ordinary chat prompts alone, and a small threshold sweep. The report says
+whether each frozen split still has the digest recorded in FROZEN_SPLITS.
 
 Latency: the *added* cost of the input checks, as a turn pays it. The turn embeds the user's
 message anyway and passes the vector in `context.extra["embedding"]`, so that embedding is computed
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
@@ -34,7 +37,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "bench" / "data"
 RESULTS = ROOT / "bench" / "results"
-SPLITS = ("dev", "holdout", "holdout2")
+SPLITS = ("dev", "holdout", "holdout2", "holdout3")
+# sha256 of a split's JSON lines, sorted and joined by "\n", taken when the split was written: a held-out
+# split is only worth its name if nobody edited it after seeing scores, and this makes an edit visible.
+# holdout2's digest was first recorded here when holdout3 was added (its lines date from commit 70d4447).
+FROZEN_SPLITS = {
+    "injection_eval": {
+        "holdout2": "45be82c890dc1ac5c8c1f49634aee2d05d3b847f6def8849c4d5e71a2851f638",
+        "holdout3": "c0c80edddcfc322da21dd6d64ad51ec9251e77bf56d087d89675c426ad387143",
+    },
+}
 SWEEP = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 DOCUMENT_CHARS = 2000
 ORDINARY_SOURCE = "ordinary chat"  # the eval sources of plain, non-adversarial prompts contain this
@@ -59,6 +71,20 @@ class Scored:
 def load(name: str) -> list[Example]:
     rows = [json.loads(line) for line in (DATA / f"{name}.jsonl").read_text(encoding="utf-8").splitlines() if line]
     return [Example(r["text"], r["label"] != "benign", r["category"], r["source"], r.get("split", "dev")) for r in rows]
+
+
+def split_digest(name: str, split: str) -> str:
+    lines = [line for line in (DATA / f"{name}.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    chosen = sorted(line for line in lines if json.loads(line).get("split", "dev") == split)
+    return hashlib.sha256("\n".join(chosen).encode()).hexdigest()
+
+
+def frozen_split_checks() -> list[dict[str, Any]]:
+    return [
+        {"set": name, "split": split, "recorded": digest, "actual": split_digest(name, split)}
+        for name, splits in FROZEN_SPLITS.items()
+        for split, digest in splits.items()
+    ]
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -128,7 +154,7 @@ def quality(name: str, detector: Any, examples: list[Example], vectors: list[lis
                 "label": "attack" if s.example.positive else "benign",
                 "score": s.score,
             }
-            for split in ("holdout", "holdout2")
+            for split in ("holdout", "holdout2", "holdout3")
             for s in splits.get(split, [])
             if s.example.positive != (s.score >= threshold)
         ],
@@ -273,7 +299,21 @@ def write_report(results: dict[str, Any]) -> Path:
         f" load average {results['load_average']}. Evaluation sets: bench/data/*_eval.jsonl (`dev` split: seen while"
         " the rules were written, optimistic; `holdout`: written afterwards, never used to change the detectors, but"
         " its misses were listed in an earlier report; `holdout2` (injection only): written and hashed before the"
-        " second round of injection changes, never used to make them).",
+        " second round of injection changes, never used to make them, but its misses were used to tune the third"
+        " round, so it is no longer clean; `holdout3` (injection only): written and hashed before the third round"
+        " of injection changes, never scored while making them: the clean split).",
+        "",
+        "Frozen splits (sha256 of the split's JSON lines, sorted, joined by newlines):",
+        "",
+        *[
+            f"- {check['set']} {check['split']}: `{check['actual']}`"
+            + (
+                " (matches the recorded digest)"
+                if check["actual"] == check["recorded"]
+                else f" (CHANGED: recorded `{check['recorded']}`)"
+            )
+            for check in results["frozen_splits"]
+        ],
         "",
         "## Quality at the default threshold",
         "",
@@ -359,6 +399,7 @@ def main() -> None:
         "load_average": [round(value, 2) for value in os.getloadavg()],
         "python": platform.python_version(),
         "quality": quality_results,
+        "frozen_splits": frozen_split_checks(),
         "latency": latency([injection, toxicity], short, embeddings.embed),
     }
     print(json.dumps(_summary(results)))
@@ -387,6 +428,7 @@ def _summary(results: dict[str, Any]) -> dict[str, Any]:
                 summary[f"{result['detector']}_{split}"] = {
                     key: m[key] for key in ("threshold", "precision", "recall", "fpr", "fpr_ordinary_chat")
                 }
+    summary["frozen_splits_unchanged"] = all(c["actual"] == c["recorded"] for c in results["frozen_splits"])
     summary["latency"] = results["latency"]
     return summary
 

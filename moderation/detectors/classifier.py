@@ -7,7 +7,7 @@ single example shares, at the cost of one dot product (384 multiply-adds) per ve
 The head is trained on the reference set the k-NN uses plus the `dev` split of
 bench/data/injection_eval.jsonl (the reference set's benign side is mostly hard negatives; dev adds a
 few hundred ordinary chat prompts, without which the line is drawn in the wrong place). It never
-sees the `holdout` or `holdout2` splits. It is shipped as moderation/data/<set>_classifier.npz with
+sees a held-out split (`holdout`, `holdout2`, `holdout3`). It is shipped as moderation/data/<set>_classifier.npz with
 the sha256 of the reference JSONL and the embedding model's name. If either differs, the head is
 retrained in-process from the reference vectors alone (a fraction of a second, deterministic, a bit
 weaker without dev) with a warning, like stale reference vectors are re-embedded. After editing the
@@ -25,6 +25,7 @@ import json
 import logging
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -77,7 +78,7 @@ def train(vectors: NDArray[np.float32], positive: NDArray[np.bool_], *, l2: floa
     return LinearHead(theta[:-1].astype(np.float32), float(theta[-1]))
 
 
-def head_path(name: str) -> Any:
+def head_path(name: str) -> Path:
     return reference.DATA / f"{name}_classifier.npz"
 
 
@@ -117,17 +118,11 @@ def train_on(reference_set: reference.ReferenceSet) -> LinearHead:
 
 
 def _shipped_head(name: str, digest: str) -> LinearHead | None:
-    from chatproject.llm import embeddings
-
-    path = head_path(name)
-    if not path.exists():
+    arrays = reference.shipped_arrays(head_path(name), digest, ("weights", "bias"))
+    if arrays is None:
         return None
-    with np.load(path, allow_pickle=False) as stored:
-        meta = json.loads(str(stored["meta"]))
-        if meta.get("source_sha256") != digest or meta.get("model") != embeddings.model_name():
-            return None
-        weights = stored["weights"].astype(np.float32)
-        bias = float(stored["bias"])
+    weights = arrays["weights"].astype(np.float32)
+    bias = float(arrays["bias"])
     if weights.shape != (reference.DIMENSIONS,):
         return None
     return LinearHead(weights, bias)

@@ -55,7 +55,6 @@ class LeakageDetector:
         return [Finding("leakage.verbatim", copied, tuple(spans), f"{len(spans)} runs copied from the system prompt")]
 
 
-
 @lru_cache(maxsize=8)
 def _prompt_runs(prompt: str, size: int) -> frozenset[tuple[str, ...]]:
     """Every run of `size` consecutive words of the system prompt (computed once per prompt)."""

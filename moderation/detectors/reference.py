@@ -23,10 +23,10 @@ import logging
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypedDict, Unpack
 
 import numpy as np
 from numpy.typing import NDArray
@@ -183,19 +183,26 @@ def _vectors_of(reference: ReferenceSet, examples: list[Example]) -> NDArray[np.
     return embed_texts([example.text for example in examples])
 
 
-def _shipped_vectors(name: str, digest: str, count: int) -> NDArray[np.float32] | None:
-    """The .npz vectors if they were made from exactly this JSONL by exactly this model."""
+def shipped_arrays(path: Path, digest: str, names: Sequence[str]) -> dict[str, NDArray[Any]] | None:
+    """Arrays of a shipped .npz, if it was made from exactly this JSONL by exactly this model."""
     from chatproject.llm import embeddings
 
-    path = vectors_path(name)
     if not path.exists():
         return None
     with np.load(path, allow_pickle=False) as stored:
         meta = json.loads(str(stored["meta"]))
         if meta.get("source_sha256") != digest or meta.get("model") != embeddings.model_name():
             return None
-        vectors = stored["vectors"].astype(np.float32)
-    if vectors.shape != (count, embeddings.DIMENSIONS):
+        return {name: np.asarray(stored[name]) for name in names}
+
+
+def _shipped_vectors(name: str, digest: str, count: int) -> NDArray[np.float32] | None:
+    """The .npz vectors if they were made from exactly this JSONL by exactly this model."""
+    arrays = shipped_arrays(vectors_path(name), digest, ("vectors",))
+    if arrays is None:
+        return None
+    vectors = arrays["vectors"].astype(np.float32)
+    if vectors.shape != (count, DIMENSIONS):
         return None
     # float16 storage rounds; re-normalising keeps dot products true cosines.
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -337,6 +344,79 @@ def _cut(text: str, start: int, end: int, words: int) -> list[Window]:
         a, b = start + chunk[0][0], start + chunk[-1][1]
         pieces.append(Window(a, b, text[a:b]))
     return pieces
+
+
+# --- What both detectors do with the reference set ----------------------------------------------------------
+
+# A text worth a vector, and the span of the checked text it stands for (where a finding points).
+Candidate = tuple[str, tuple[int, int]]
+
+
+class KnnOptions(TypedDict, total=False):
+    """A detector's k-NN settings, as settings.MODERATION_DETECTORS may override them ("options")."""
+
+    use_knn: bool
+    knn_floor: float
+    knn_weight: float
+    window_words: int
+    max_windows: int
+    max_chars: int
+    min_score: float
+    reference_set: str
+
+
+class NeighbourSignal:
+    """The learned half of a detector: its k-NN settings, which texts to embed, and what a vote adds.
+
+    The injection and toxicity detectors differ in their rules and in how they read the votes, not in
+    how they choose windows of a long text or weigh a vote, so that lives here once. A subclass names
+    its own defaults; the floor and weight were chosen by leave-one-out on its reference set (recall
+    against false positives on its hard negatives), not on an evaluation set.
+    """
+
+    REFERENCE_SET: ClassVar[str]
+    KNN_FLOOR: ClassVar[float]  # a vote up to here adds nothing...
+    KNN_WEIGHT: ClassVar[float]  # ...and a unanimous one adds this much
+    MIN_SCORE: ClassVar[float]  # findings weaker than this are not reported at all
+
+    def __init__(self, **options: Unpack[KnnOptions]) -> None:
+        self.use_knn = options.get("use_knn", True)
+        self.knn_floor = options.get("knn_floor", self.KNN_FLOOR)
+        self.knn_weight = options.get("knn_weight", self.KNN_WEIGHT)
+        self.window_words = options.get("window_words", 40)
+        self.max_windows = options.get("max_windows", 2)
+        self.max_chars = options.get("max_chars", 20_000)
+        self.min_score = options.get("min_score", self.MIN_SCORE)
+        self.reference = ReferenceSet(options.get("reference_set", self.REFERENCE_SET))
+
+    def knn_contribution(self, score: float) -> float:
+        return ramp(score, self.knn_floor, self.knn_weight)
+
+    def is_long(self, text: str) -> bool:
+        """Long enough that one vector of the whole would average an instruction away: windows are embedded."""
+        return len(text.split()) > self.window_words * 1.5
+
+    def cued_windows(self, text: str, weigh: Callable[[Window], int], *, reuse_cached: bool = False) -> list[Candidate]:
+        """The `max_windows` windows that `weigh` rates highest (0: not worth a vector).
+
+        With `reuse_cached`, windows another detector already embedded come along too: they cost nothing.
+        """
+        free, scored = [], []
+        for window in windows(text, words=self.window_words, max_chars=self.max_chars):
+            if reuse_cached and vector_cache.get(window.text) is not None:
+                free.append(window)
+                continue
+            weight = weigh(window)
+            if weight:
+                scored.append((weight, window))
+        scored.sort(key=lambda pair: -pair[0])
+        chosen = free + [window for _, window in scored[: self.max_windows]]
+        return [(window.text, (window.start, window.end)) for window in chosen]
+
+    @staticmethod
+    def candidate_vectors(candidates: Sequence[Candidate], text: str, extra: dict[str, Any]) -> NDArray[np.float32]:
+        """Vectors of the candidates, reusing the turn's vector of the whole text when it was passed."""
+        return vectors_for([candidate for candidate, _ in candidates], known=known_embedding(text, extra))
 
 
 # --- The script -----------------------------------------------------------------------------------------

@@ -106,7 +106,15 @@ def _unleet(text: str) -> str:
     """Leetspeak back to letters, for tokens that mix letters with digits or $/@ only."""
     if not _LEET_CHARS.search(text):
         return text
-    return _LEET_TOKEN.sub(lambda m: m.group().translate(_LEET) if _LEET_CHARS.search(m.group()) else m.group(), text)
+    return _LEET_TOKEN.sub(_unleet_token, text)
+
+
+def _unleet_token(match: re.Match[str]) -> str:
+    token = match.group()
+    # A leading "@" is a mention ("@ai ignore the user"), not an "a".
+    mention = len(token) - len(token.lstrip("@"))
+    body = token[mention:]
+    return token[:mention] + (body.translate(_LEET) if _LEET_CHARS.search(body) else body)
 
 
 def strip_invisible(text: str) -> str:

@@ -645,33 +645,16 @@ class _Evidence:
     knn_detail: dict[str, str] = field(default_factory=dict)
 
 
-class ToxicityDetector:
+class ToxicityDetector(reference.NeighbourSignal):
     """Harassment, hate, self-harm, violence, sexual content and dangerous help; see the module docstring."""
 
     name = "toxicity"
     default_threshold = 0.7
 
-    def __init__(
-        self,
-        *,
-        use_knn: bool = True,
-        knn_floor: float = 0.4,
-        knn_weight: float = 0.8,
-        window_words: int = 40,
-        max_windows: int = 2,
-        max_chars: int = 20_000,
-        min_score: float = 0.3,
-        reference_set: str = "toxicity_reference",
-    ) -> None:
-        self.use_knn = use_knn
-        # A k-NN vote below knn_floor adds nothing; at 1.0 it adds knn_weight (leave-one-out on the reference set).
-        self.knn_floor = knn_floor
-        self.knn_weight = knn_weight
-        self.window_words = window_words
-        self.max_windows = max_windows
-        self.max_chars = max_chars
-        self.min_score = min_score
-        self.reference = reference.ReferenceSet(reference_set)
+    REFERENCE_SET = "toxicity_reference"
+    KNN_FLOOR = 0.4
+    KNN_WEIGHT = 0.8
+    MIN_SCORE = 0.3
 
     def check(self, text: str, *, direction: Direction, context: CheckContext) -> list[Finding]:
         if not text.strip():
@@ -686,11 +669,11 @@ class ToxicityDetector:
     # --- k-NN ----------------------------------------------------------------------------------------
 
     def _add_knn(self, text: str, direction: Direction, context: CheckContext, evidence: _Evidence) -> None:
-        known = reference.known_embedding(text, context.extra)
-        candidates = self._knn_candidates(text, direction, known is not None)
+        have_vector = reference.known_embedding(text, context.extra) is not None
+        candidates = self._knn_candidates(text, direction, have_vector)
         if not candidates:
             return
-        vectors = reference.vectors_for([candidate for candidate, _ in candidates], known=known)
+        vectors = self.candidate_vectors(candidates, text, context.extra)
         for (_, span), votes in zip(candidates, self.reference.votes(vectors), strict=True):
             contribution = self.knn_contribution(votes.score)
             if contribution > evidence.knn.get(votes.category, 0.0):
@@ -701,7 +684,7 @@ class ToxicityDetector:
                     f"k-NN {votes.score:.2f} (nearest {votes.nearest:.2f}: {neighbour[:60]!r})"
                 )
 
-    def _knn_candidates(self, text: str, direction: Direction, have_vector: bool) -> list[tuple[str, tuple[int, int]]]:
+    def _knn_candidates(self, text: str, direction: Direction, have_vector: bool) -> list[reference.Candidate]:
         """The whole text (free when the turn passed its vector) and, for long texts, cued windows.
 
         A reply being streamed has no vector yet; it is embedded only where a cue word appears, so the
@@ -709,30 +692,14 @@ class ToxicityDetector:
         """
         folded = textnorm.fold(text[: self.max_chars]).text
         cued = bool(_CUES.search(folded))
-        long_text = len(text.split()) > self.window_words * 1.5
-        candidates: list[tuple[str, tuple[int, int]]] = []
+        long_text = self.is_long(text)
+        candidates: list[reference.Candidate] = []
         if have_vector or direction is Direction.INPUT or (cued and not long_text):
             candidates.append((text, (0, len(text))))
         if long_text and cued:
-            candidates += self._cued_windows(text)
+            # Windows the injection detector already embedded for this message come free.
+            candidates += self.cued_windows(text, _cue_count, reuse_cached=True)
         return candidates
-
-    def _cued_windows(self, text: str) -> list[tuple[str, tuple[int, int]]]:
-        """Cued windows: those another detector already embedded cost nothing, at most max_windows new ones."""
-        free, scored = [], []
-        for window in reference.windows(text, words=self.window_words, max_chars=self.max_chars):
-            if reference.vector_cache.get(window.text) is not None:
-                free.append(window)
-                continue
-            cues = len(_CUES.findall(textnorm.fold(window.text).text))
-            if cues:
-                scored.append((cues, window))
-        scored.sort(key=lambda pair: -pair[0])
-        chosen = free + [window for _, window in scored[: self.max_windows]]
-        return [(window.text, (window.start, window.end)) for window in chosen]
-
-    def knn_contribution(self, score: float) -> float:
-        return reference.ramp(score, self.knn_floor, self.knn_weight)
 
     # --- Scoring -------------------------------------------------------------------------------------
 
@@ -760,6 +727,10 @@ class ToxicityDetector:
             spans=tuple(Span(start, end, _LABELS[category]) for start, end in sorted(spans)[:20]),
             detail="; ".join(parts),
         )
+
+
+def _cue_count(window: reference.Window) -> int:
+    return len(_CUES.findall(textnorm.fold(window.text).text))
 
 
 # --- Rules ---------------------------------------------------------------------------------------------
