@@ -5,9 +5,12 @@ settings.MODERATION_DETECTORS uses), per split of the evaluation set ("dev": use
 were written, so optimistic; "holdout": written afterwards and never used to change anything, though its
 misses were published in an earlier report; "holdout2": injection only, written and hashed before the
 detector's second round of changes, whose misses were then used in the third round, so no longer clean;
-"holdout3": injection only, written and hashed before the third round and never scored while making it),
-the false-positive rate on ordinary chat prompts alone, and a small threshold sweep. The report says
-whether each frozen split still has the digest recorded in FROZEN_SPLITS.
+"holdout3": injection only, written and hashed before the third round and clean for it, but its misses
+were used in the fourth round, so no longer clean; "holdout4": injection only, an optional separate file
+written by someone else during the fourth round and scored once, the clean split), the false-positive
+rate on ordinary chat prompts alone, and a small threshold sweep. The report says whether each frozen
+split still has the digest recorded in FROZEN_SPLITS, and whether holdout4 has the digest recorded
+beside it. It also carries the cross-validated figures of bench/guardrails_injection_cv.py.
 
 Latency: the *added* cost of the input checks, as a turn pays it. The turn embeds the user's
 message anyway and passes the vector in `context.extra["embedding"]`, so that embedding is computed
@@ -37,7 +40,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "bench" / "data"
 RESULTS = ROOT / "bench" / "results"
-SPLITS = ("dev", "holdout", "holdout2", "holdout3")
+SPLITS = ("dev", "holdout", "holdout2", "holdout3", "holdout4")
+# Splits whose misses the report lists. holdout4's stay unlisted: a list of its misses would be the next
+# round's tuning material, and then no split would be clean.
+LISTED_ERRORS = ("holdout", "holdout2", "holdout3")
+# The clean split lives in its own file, written by someone other than the detector's author, with its
+# digest beside it. The bench scores it when present and must not be edited to look at it any other way.
+HOLDOUT4 = DATA / "injection_holdout4.jsonl"
+HOLDOUT4_DIGEST = DATA / "injection_holdout4.sha256"
 # sha256 of a split's JSON lines, sorted and joined by "\n", taken when the split was written: a held-out
 # split is only worth its name if nobody edited it after seeing scores, and this makes an edit visible.
 # holdout2's digest was first recorded here when holdout3 was added (its lines date from commit 70d4447).
@@ -71,6 +81,35 @@ class Scored:
 def load(name: str) -> list[Example]:
     rows = [json.loads(line) for line in (DATA / f"{name}.jsonl").read_text(encoding="utf-8").splitlines() if line]
     return [Example(r["text"], r["label"] != "benign", r["category"], r["source"], r.get("split", "dev")) for r in rows]
+
+
+def load_injection(*, with_holdout4: bool = True) -> list[Example]:
+    """The injection evaluation set, plus holdout4 when its file exists (every line of it is holdout4)."""
+    examples = load("injection_eval")
+    if with_holdout4 and HOLDOUT4.exists():
+        rows = [json.loads(line) for line in HOLDOUT4.read_text(encoding="utf-8").splitlines() if line.strip()]
+        examples += [Example(r["text"], r["label"] != "benign", r["category"], r["source"], "holdout4") for r in rows]
+    return examples
+
+
+def holdout4_check(*, with_holdout4: bool = True) -> dict[str, Any] | None:
+    """Whether holdout4 still has the digest recorded beside it (None when the split is absent).
+
+    The recorded value is the first word of the .sha256 file (`sha256sum` format or a bare digest); it may be
+    the digest of the file's bytes or, like FROZEN_SPLITS, of its non-empty lines sorted and joined by newlines.
+    """
+    if not with_holdout4 or not HOLDOUT4.exists():
+        return None
+    raw = HOLDOUT4.read_bytes()
+    lines = sorted(line for line in raw.decode("utf-8").splitlines() if line.strip())
+    actual = {
+        "file": hashlib.sha256(raw).hexdigest(),
+        "sorted lines": hashlib.sha256("\n".join(lines).encode()).hexdigest(),
+    }
+    words = HOLDOUT4_DIGEST.read_text(encoding="utf-8").split() if HOLDOUT4_DIGEST.exists() else []
+    recorded = words[0].lower() if words else ""
+    matched = next((kind for kind, digest in actual.items() if digest == recorded), None)
+    return {"recorded": recorded or None, "actual": actual["file"], "matched": matched}
 
 
 def split_digest(name: str, split: str) -> str:
@@ -154,10 +193,15 @@ def quality(name: str, detector: Any, examples: list[Example], vectors: list[lis
                 "label": "attack" if s.example.positive else "benign",
                 "score": s.score,
             }
-            for split in ("holdout", "holdout2", "holdout3")
+            for split in LISTED_ERRORS
             for s in splits.get(split, [])
             if s.example.positive != (s.score >= threshold)
         ],
+        "errors_unlisted": {
+            split: sum(s.example.positive != (s.score >= threshold) for s in splits.get(split, []))
+            for split in SPLITS
+            if split not in LISTED_ERRORS and split != "dev" and splits.get(split)
+        },
         "check_ms_p50": percentile([s.ms for s in scored], 50),
         "check_ms_p95": percentile([s.ms for s in scored], 95),
     }
@@ -288,6 +332,48 @@ def _sweep_rows(result: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _holdout4_lines(check: dict[str, Any] | None) -> list[str]:
+    if check is None:
+        return ["", "holdout4: not scored (bench/data/injection_holdout4.jsonl absent, or --skip-holdout4)."]
+    if check["recorded"] is None:
+        verdict = "NO recorded digest (bench/data/injection_holdout4.sha256 missing or empty)"
+    elif check["matched"]:
+        verdict = f"matches the recorded digest ({check['matched']})"
+    else:
+        verdict = f"DOES NOT match the recorded digest `{check['recorded']}`"
+    return ["", f"- injection holdout4 (separate file): `{check['actual']}` {verdict}"]
+
+
+def _cv_lines(cv: dict[str, Any] | None) -> list[str]:
+    if not cv:
+        return []
+    rows = []
+    for view, label in (
+        ("leave_one_split_out", "leave-one-split-out"),
+        ("reference_only_head", "head on reference only"),
+    ):
+        for split, m in cv[view].items():
+            rows.append(
+                f"| {label} | {split} | {m['attacks']} | {_pct(m['recall'])} | {m['chat_fp']} / {m['chat']}"
+                f" | {m['hard_fp']} / {m['hard']} |"
+            )
+    return [
+        "## Cross-validation (injection, threshold 0.5)",
+        "",
+        "bench/guardrails_injection_cv.py. Leave-one-split-out: the linear head is retrained on the reference set and"
+        " the other three splits of injection_eval.jsonl, and the whole detector (rules, k-NN, that head) scores the"
+        " held-out split; `pooled` joins the four held-out results. Head on reference only: the head never sees an"
+        " evaluation line. The k-NN holds no evaluation lines in either view. The rules and the generated reference"
+        " set were written with all four splits' misses in view, so these figures are optimistic; holdout4 is the"
+        " clean figure.",
+        "",
+        "| view | held out | attacks | recall | ordinary chat FP | hard-negative FP |",
+        "|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+
+
 def write_report(results: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"guardrails-detectors-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}.md"
@@ -301,7 +387,10 @@ def write_report(results: dict[str, Any]) -> Path:
         " its misses were listed in an earlier report; `holdout2` (injection only): written and hashed before the"
         " second round of injection changes, never used to make them, but its misses were used to tune the third"
         " round, so it is no longer clean; `holdout3` (injection only): written and hashed before the third round"
-        " of injection changes, never scored while making them: the clean split).",
+        " and never scored while making it, but its misses were listed and used to tune the fourth round (a larger"
+        " generated reference set and a retrained head), so it is no longer clean either; `holdout4` (injection"
+        " only, bench/data/injection_holdout4.jsonl, when present): written by someone else during the fourth round,"
+        " never seen by it: the clean split).",
         "",
         "Frozen splits (sha256 of the split's JSON lines, sorted, joined by newlines):",
         "",
@@ -314,6 +403,7 @@ def write_report(results: dict[str, Any]) -> Path:
             )
             for check in results["frozen_splits"]
         ],
+        *_holdout4_lines(results.get("holdout4")),
         "",
         "## Quality at the default threshold",
         "",
@@ -346,8 +436,14 @@ def write_report(results: dict[str, Any]) -> Path:
         f"For scale: one `embed_one` of a short prompt takes p50 {lat['embed_one_short_ms']['p50_ms']} ms,"
         f" p95 {lat['embed_one_short_ms']['p95_ms']} ms here; the turn pays it once whether or not the guardrails run.",
         "",
+        *_cv_lines(results.get("cv")),
         "## Holdout errors",
         "",
+        *[
+            f"- {result['detector']} ({split}): {count} errors, not listed (the split stays clean)"
+            for result in results["quality"]
+            for split, count in result.get("errors_unlisted", {}).items()
+        ],
         *[
             f"- {result['detector']} ({error['split']}): {error['label']} scored {error['score']:.2f}:"
             f" {error['text']!r}"
@@ -364,6 +460,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quality-only", action="store_true", help="skip the latency runs; print, write no report")
     parser.add_argument("--threads", type=int, default=0, help="EMBEDDING_THREADS for this run (0: the setting)")
+    parser.add_argument(
+        "--skip-holdout4",
+        action="store_true",
+        help="leave the clean split out even when its file exists (runs made while still changing the detector)",
+    )
     args = parser.parse_args()
     if args.threads:
         os.environ["EMBEDDING_THREADS"] = str(args.threads)
@@ -379,7 +480,7 @@ def main() -> None:
 
     embeddings.preload()
     injection, toxicity = InjectionDetector(), ToxicityDetector()
-    sets = {"injection": load("injection_eval"), "toxicity": load("toxicity_eval")}
+    sets = {"injection": load_injection(with_holdout4=not args.skip_holdout4), "toxicity": load("toxicity_eval")}
     vectors = {name: embeddings.embed([e.text for e in examples]) for name, examples in sets.items()}
     for detector in (injection, toxicity):  # load the reference sets before any clock starts
         detector.check("warm up", direction=_input(), context=_context())
@@ -391,6 +492,8 @@ def main() -> None:
         print(json.dumps({r["detector"]: {k: r[k] for k in ("all", *SPLITS) if k in r} for r in quality_results}))
         return
     short = [e.text for examples in sets.values() for e in examples if len(e.text) <= 600]
+    cv = _cross_validation(injection)
+    injection.check("warm up", direction=_input(), context=_context())  # reload the shipped head off the clock
     results: dict[str, Any] = {
         "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "model": embeddings.model_name(),
@@ -400,10 +503,22 @@ def main() -> None:
         "python": platform.python_version(),
         "quality": quality_results,
         "frozen_splits": frozen_split_checks(),
+        "holdout4": holdout4_check(with_holdout4=not args.skip_holdout4),
+        "cv": cv,
         "latency": latency([injection, toxicity], short, embeddings.embed),
     }
     print(json.dumps(_summary(results)))
     print(f"report: {write_report(results)}")
+
+
+def _cross_validation(injection: Any) -> dict[str, Any]:
+    from bench import guardrails_injection_cv
+
+    try:
+        runs = guardrails_injection_cv.run(injection, [(injection.head_floor, injection.head_weight)])
+        return next(iter(runs.values()))
+    finally:
+        injection.head._head = None  # back to the shipped head
 
 
 def _input() -> Any:
@@ -429,6 +544,7 @@ def _summary(results: dict[str, Any]) -> dict[str, Any]:
                     key: m[key] for key in ("threshold", "precision", "recall", "fpr", "fpr_ordinary_chat")
                 }
     summary["frozen_splits_unchanged"] = all(c["actual"] == c["recorded"] for c in results["frozen_splits"])
+    summary["holdout4"] = results["holdout4"]
     summary["latency"] = results["latency"]
     return summary
 

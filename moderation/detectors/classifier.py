@@ -4,13 +4,15 @@ k-NN (reference.py) asks "is this close to one example?"; a linear head asks "wh
 between all attacks and all benign examples is this on?", which generalises better to wordings no
 single example shares, at the cost of one dot product (384 multiply-adds) per vector.
 
-The head is trained on the reference set the k-NN uses plus the `dev` split of
-bench/data/injection_eval.jsonl (the reference set's benign side is mostly hard negatives; dev adds a
-few hundred ordinary chat prompts, without which the line is drawn in the wrong place). It never
-sees a held-out split (`holdout`, `holdout2`, `holdout3`). It is shipped as moderation/data/<set>_classifier.npz with
+The head is trained on the reference set the k-NN uses (hand-written examples plus the generated
+ones of injection_corpus.py) plus the splits of bench/data/injection_eval.jsonl named in
+TRAINING_SPLITS: every split there has been tuned on by now, and its ~500 ordinary chat prompts are
+what puts the line in the right place for everyday requests. The clean split (holdout4) is a separate
+file this module never reads. bench/guardrails_injection_cv.py measures the head honestly by holding
+each split out in turn. It is shipped as moderation/data/<set>_classifier.npz with
 the sha256 of the reference JSONL and the embedding model's name. If either differs, the head is
 retrained in-process from the reference vectors alone (a fraction of a second, deterministic, a bit
-weaker without dev) with a warning, like stale reference vectors are re-embedded. After editing the
+weaker without the evaluation splits) with a warning, like stale reference vectors are re-embedded. After editing the
 set, rebuild both files:
 
     python -m moderation.detectors.reference && python -m moderation.detectors.classifier
@@ -129,31 +131,33 @@ def _shipped_head(name: str, digest: str) -> LinearHead | None:
 
 
 EVALUATION = reference.DATA.parent.parent / "bench" / "data" / "injection_eval.jsonl"
+TRAINING_SPLITS = ("dev", "holdout", "holdout2", "holdout3")
 
 
 def training_pool(reference_set: reference.ReferenceSet) -> tuple[NDArray[np.float32], NDArray[np.bool_], str]:
-    """Reference vectors plus the dev split's (never a holdout split), labels, and a digest of the dev rows."""
+    """Reference vectors plus those of the TRAINING_SPLITS rows, labels, and a digest of those rows."""
     vectors = reference_set.matrix
     positive = np.array([e.label != reference.BENIGN for e in reference_set.examples], dtype=bool)
     if not EVALUATION.exists():
         return vectors, positive, ""
     lines = [line for line in EVALUATION.read_text(encoding="utf-8").splitlines() if line]
-    dev = [json.loads(line) for line in lines if json.loads(line).get("split") == "dev"]
-    digest = hashlib.sha256("\n".join(row["text"] for row in dev).encode()).hexdigest()
-    dev_vectors = reference.embed_texts([row["text"] for row in dev])
-    dev_positive = np.array([row["label"] != "benign" for row in dev], dtype=bool)
-    return np.vstack([vectors, dev_vectors]), np.concatenate([positive, dev_positive]), digest
+    rows = [row for row in map(json.loads, lines) if row.get("split", "dev") in TRAINING_SPLITS]
+    digest = hashlib.sha256("\n".join(row["text"] for row in rows).encode()).hexdigest()
+    extra_vectors = reference.embed_texts([row["text"] for row in rows])
+    extra_positive = np.array([row["label"] != "benign" for row in rows], dtype=bool)
+    return np.vstack([vectors, extra_vectors]), np.concatenate([positive, extra_positive]), digest
 
 
 def build(name: str) -> tuple[Any, LinearHead]:
     from chatproject.llm import embeddings
 
     reference_set = reference.ReferenceSet(name)
-    vectors, positive, dev_digest = training_pool(reference_set)
+    vectors, positive, splits_digest = training_pool(reference_set)
     head = train(vectors, positive)
     meta = {
         "source_sha256": reference.source_digest(reference_set.path),
-        "dev_sha256": dev_digest,
+        "training_splits": list(TRAINING_SPLITS),
+        "training_splits_sha256": splits_digest,
         "model": embeddings.model_name(),
         "count": len(vectors),
         "l2": L2,

@@ -1243,16 +1243,16 @@ class InjectionDetector(reference.NeighbourSignal):
         self,
         *,
         use_head: bool = True,
-        head_floor: float = 0.8,
+        head_floor: float = 0.7,
         head_weight: float = 0.75,
         head_document_factor: float = 0.5,
         **options: Unpack[reference.KnnOptions],
     ) -> None:
         super().__init__(**options)
         # The linear head (classifier.py) reads the same vectors as the k-NN, so it costs one dot product.
-        # Floor, weight and document factor were chosen on out-of-fold head scores (5-fold over reference set +
-        # dev) combined with the rules and k-NN on dev and the reference set, minimising false positives on
-        # hard negatives: alone the head flags only above p~0.93, and on a pasted document (where its false
+        # Floor and weight were chosen by leave-one-split-out cross-validation of the whole detector
+        # (bench/guardrails_injection_cv.py): the most recall whose pooled false positives on ordinary chat stay
+        # under 0.5% (1 of 515). Alone the head flags only above p~0.9; on a pasted document (where its false
         # positives were, e.g. meeting notes about an AI pilot) it counts half and needs a rule or the k-NN.
         self.use_head = use_head
         self.head_floor = head_floor
