@@ -22,9 +22,18 @@ def key(*parts: object) -> str:
     return ":".join([str(settings.REDIS_KEY_PREFIX), *(str(part) for part in parts)])
 
 
+# A flood must wait for a connection, not fail: with a plain pool the 101st concurrent caller gets
+# MaxConnectionsError, and a limiter that fails open would then let everything through.
+MAX_CONNECTIONS = 64
+POOL_TIMEOUT_SECONDS = 5
+
+
 @cache
 def sync_client() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+    pool = redis.BlockingConnectionPool.from_url(
+        settings.REDIS_URL, decode_responses=True, max_connections=MAX_CONNECTIONS, timeout=POOL_TIMEOUT_SECONDS
+    )
+    return redis.Redis(connection_pool=pool)
 
 
 def async_client() -> aioredis.Redis:
@@ -32,6 +41,9 @@ def async_client() -> aioredis.Redis:
     loop = asyncio.get_running_loop()
     client = _async_clients.get(loop)
     if client is None:
-        client = aioredis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+        pool = aioredis.BlockingConnectionPool.from_url(
+            settings.REDIS_URL, decode_responses=True, max_connections=MAX_CONNECTIONS, timeout=POOL_TIMEOUT_SECONDS
+        )
+        client = aioredis.Redis(connection_pool=pool)
         _async_clients[loop] = client
     return client

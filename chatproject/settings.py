@@ -176,6 +176,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "conversations.tasks.reap_interrupted",
         "schedule": env_float("REAPER_INTERVAL_SECONDS", 15.0),
     },
+    "purge-hidden-conversations": {
+        "task": "conversations.tasks.purge_hidden_conversations",
+        "schedule": env_float("PURGE_INTERVAL_SECONDS", 3600.0),
+    },
 }
 
 # --- LLM gateway --------------------------------------------------------------------------------
@@ -187,6 +191,18 @@ LLM_API_KEY = env_str("LLM_API_KEY", "")
 LLM_CONTEXT_WINDOW = env_int("LLM_CONTEXT_WINDOW", 0)
 LLM_MODELS: list[dict[str, Any]] = env_json("LLM_MODELS", [])
 LLM_REQUEST_TIMEOUT = env_float("LLM_REQUEST_TIMEOUT", 120.0)
+# litellm's Router, for models with several deployments (entries sharing a "name", or a
+# "deployments" list) or "fallbacks" (other model names tried in order when all deployments fail).
+LLM_ROUTER_STRATEGY = env_str("LLM_ROUTER_STRATEGY", "simple-shuffle")
+# Retries on the same model (another deployment when one is left) before its fallbacks answer.
+LLM_ROUTER_RETRIES = env_int("LLM_ROUTER_RETRIES", 2)
+# Refused requests a deployment may have in a minute before it is cooled down (taken out of
+# rotation for LLM_ROUTER_COOLDOWN_SECONDS). One that stalls or drops before its first token is
+# cooled down at once: each such failure costs a person a whole timeout.
+LLM_ROUTER_ALLOWED_FAILS = env_int("LLM_ROUTER_ALLOWED_FAILS", 1)
+LLM_ROUTER_COOLDOWN_SECONDS = env_float("LLM_ROUTER_COOLDOWN_SECONDS", 30.0)
+# Seconds without a byte from a deployment (before or between tokens) before it counts as failed.
+LLM_ROUTER_TIMEOUT = env_float("LLM_ROUTER_TIMEOUT", LLM_REQUEST_TIMEOUT)
 # The model that writes summaries and extracts facts (a name from LLM_MODELS); empty: the default.
 LLM_BACKGROUND_MODEL = env_str("LLM_BACKGROUND_MODEL", "")
 LLM_MAX_OUTPUT_TOKENS = env_int("LLM_MAX_OUTPUT_TOKENS", 1024)
@@ -219,6 +235,52 @@ CHAT_HEARTBEAT_SECONDS = env_float("CHAT_HEARTBEAT_SECONDS", 5.0)
 # A streaming row whose heartbeat is older than this belongs to a dead process.
 CHAT_STALE_STREAM_SECONDS = env_float("CHAT_STALE_STREAM_SECONDS", 30.0)
 CHAT_SNAPSHOT_TIMEOUT = env_float("CHAT_SNAPSHOT_TIMEOUT", 1.5)
+
+# --- Token budgets and the LLM queue (docs/operations.md) ------------------------------------------
+# Plans live in the database and are edited in the admin; these are the values the `free` and
+# `premium` plans start with. Token limits count prompt + reply tokens of chat replies; 0 = unlimited.
+BUDGET_DEFAULT_PLAN = env_str("BUDGET_DEFAULT_PLAN", "free")
+BUDGET_FREE_DAILY_TOKENS = env_int("BUDGET_FREE_DAILY_TOKENS", 100_000)
+BUDGET_FREE_MONTHLY_TOKENS = env_int("BUDGET_FREE_MONTHLY_TOKENS", 1_000_000)
+BUDGET_PREMIUM_DAILY_TOKENS = env_int("BUDGET_PREMIUM_DAILY_TOKENS", 1_000_000)
+BUDGET_PREMIUM_MONTHLY_TOKENS = env_int("BUDGET_PREMIUM_MONTHLY_TOKENS", 20_000_000)
+BUDGET_FREE_QUEUE_PRIORITY = env_int("BUDGET_FREE_QUEUE_PRIORITY", 0)
+BUDGET_PREMIUM_QUEUE_PRIORITY = env_int("BUDGET_PREMIUM_QUEUE_PRIORITY", 10)
+# A model (a name from LLM_MODELS) that answers, uncounted, when a user is over budget, for plans
+# that name none themselves. Empty: an over-budget turn is refused.
+BUDGET_FALLBACK_MODEL = env_str("BUDGET_FALLBACK_MODEL", "")
+# Concurrent generations per served model across every node (an LLM_MODELS entry's
+# "max_concurrency" wins); 0 = unbounded. Past it, turns wait in a queue, higher plan priority first.
+LLM_QUEUE_MAX_CONCURRENCY = env_int("LLM_QUEUE_MAX_CONCURRENCY", 0)
+# A slot is a lease renewed while its generation runs: a dead node's slots free up after this long.
+LLM_QUEUE_LEASE_SECONDS = env_float("LLM_QUEUE_LEASE_SECONDS", 30.0)
+# A turn that waits this long for a slot fails with `queue_timeout` (and is not charged).
+LLM_QUEUE_TIMEOUT_SECONDS = env_float("LLM_QUEUE_TIMEOUT_SECONDS", 60.0)
+# Waiters are woken through Redis pub/sub when a slot frees; they also look this often, which is
+# what notices the slots of a dead node expiring.
+LLM_QUEUE_POLL_SECONDS = env_float("LLM_QUEUE_POLL_SECONDS", 1.0)
+
+# --- Rate limits (conversations/limits/ratelimit.py, docs/operations.md) ----------------------------
+# "N/S": at most N in any S seconds, a sliding window shared by every node through Redis.
+# "" or "0" turns a limit off. Log-ins count every attempt per address, failures per username.
+RATE_LIMIT_SEND_USER = env_str("RATE_LIMIT_SEND_USER", "20/60")
+RATE_LIMIT_SEND_IP = env_str("RATE_LIMIT_SEND_IP", "120/60")
+RATE_LIMIT_SIGNUP_IP = env_str("RATE_LIMIT_SIGNUP_IP", "10/3600")
+RATE_LIMIT_LOGIN_IP = env_str("RATE_LIMIT_LOGIN_IP", "30/300")
+RATE_LIMIT_LOGIN_USER = env_str("RATE_LIMIT_LOGIN_USER", "5/300")
+# Reverse proxies (addresses or networks) whose X-Forwarded-For is believed. Empty: the peer's
+# address is the client's, so behind a proxy every client would share the proxy's limits.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
+
+# --- OpenAI-compatible API (conversations/api.py, docs/api.md) -------------------------------------
+# Largest request body accepted, in bytes (answered with 413 above it).
+API_MAX_REQUEST_BYTES = env_int("API_MAX_REQUEST_BYTES", 2 * 1024 * 1024)
+# A key's "last used" time is written at most this often (seconds), not on every request.
+API_KEY_LAST_USED_SECONDS = env_float("API_KEY_LAST_USED_SECONDS", 60.0)
+API_KEYS_PER_USER = env_int("API_KEYS_PER_USER", 20)
+# Stateless API exchanges are kept out of sight this long (for moderation and the after-reply
+# guardrails), then deleted by `hidden_conversations_purge`; their ledger rows and flags stay.
+API_STATELESS_RETENTION_HOURS = env_float("API_STATELESS_RETENTION_HOURS", 24.0)
 
 # --- Context window and memory ---------------------------------------------------------------
 # The newest N user/assistant pairs always come first; older turns reach the prompt through the

@@ -26,10 +26,18 @@ from conversations.events import (
     error_event,
     generation_group,
 )
+from conversations.limits.ratelimit import RateLimited, client_ip_from_scope, send_admit_async
 from conversations.models import Message
 from conversations.selectors import conversation_get_for_user, done_frame, message_get, snapshot_frame
 from conversations.services.messages import NOT_FOUND, TurnRejected, messages_reap_interrupted
-from conversations.services.turns import generation_stop, local_generation, publish, turn_launch, turn_prepare
+from conversations.services.turns import (
+    generation_stop,
+    local_generation,
+    publish,
+    turn_launch,
+    turn_prepare,
+    turn_prepare_regenerate,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +88,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send_json(
                 error_event(exc.code, exc.message, retryable=exc.retryable, **self._context_of(text_data))
             )
+        except RateLimited as exc:
+            frame = error_event("rate_limited", exc.message, retryable=True, **self._context_of(text_data))
+            await self.send_json({**frame, "retry_after": exc.retry_after})
         except LLMError as exc:
             await self.send_json(error_event(exc.code, exc.message, retryable=exc.retryable))
         except Exception:
@@ -135,6 +146,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if conversation_id is not None and not isinstance(conversation_id, str):
             raise ClientError("invalid_event", "conversation_id must be a string.")
         client_id = event.get("client_id") if isinstance(event.get("client_id"), str) else None
+        # Before any database work: a flood is refused for the price of one Redis call.
+        await send_admit_async(user_id=self.user.pk, ip=client_ip_from_scope(self.scope))
         if conversation_id is not None:
             await self._authorized(conversation_id)
         prepared = await database_sync_to_async(turn_prepare)(
@@ -153,6 +166,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
                     client_id=client_id,
                 )
             )
+
+    async def on_regenerate(self, event: dict[str, Any]) -> None:
+        """Write a reply again, beside the old one; any node can, whichever wrote the first."""
+        conversation = await self._authorized(event.get("conversation_id"))
+        # Another reply costs what a send costs, so it counts against the same limits.
+        await send_admit_async(user_id=self.user.pk, ip=client_ip_from_scope(self.scope))
+        prepared = await database_sync_to_async(turn_prepare_regenerate)(
+            user=self.user, conversation_id=str(conversation.pk), message_id=event.get("message_id")
+        )
+        await self._watch(str(conversation.pk))
+        await turn_launch(prepared)
 
     async def on_stop(self, event: dict[str, Any]) -> None:
         conversation = await self._authorized(event.get("conversation_id"))

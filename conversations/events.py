@@ -1,7 +1,8 @@
 """The one definition of what travels over the channel layer and the WebSocket.
 
-Client → server frames: `send`, `stop`, `resume`, `subscribe`, `ping`.
-Server → client frames: `message.created`, `delta`, `snapshot`, `done`, `error`, `subscribed`, `pong`.
+Client → server frames: `send`, `regenerate`, `stop`, `resume`, `subscribe`, `ping`.
+Server → client frames: `message.created`, `queue`, `delta`, `snapshot`, `done`, `error`, `subscribed`,
+`pong`.
 Channel-layer events carry the same payloads under a `type` that names the consumer handler
 (`chat.delta` → `chat_delta`). docs/protocol.md describes the exchange for client authors.
 """
@@ -61,6 +62,15 @@ class DeltaEvent(TypedDict):
     text: str
 
 
+class QueueEvent(TypedDict):
+    """A reply waits for a free slot of its model: `position` 1 is next; 0 means it got one."""
+
+    type: Literal["queue"]
+    conversation_id: str
+    message_id: int
+    position: int
+
+
 class SnapshotEvent(TypedDict):
     """The text of a message up to `seq`; deltas with a higher seq follow."""
 
@@ -99,6 +109,7 @@ class ErrorEvent(TypedDict):
     conversation_id: NotRequired[str]
     message_id: NotRequired[int]
     client_id: NotRequired[str]
+    retry_after: NotRequired[int]  # seconds, with `rate_limited`
 
 
 class SubscribedEvent(TypedDict):
@@ -114,7 +125,7 @@ class GroupEnvelope(TypedDict):
     """A server frame wrapped for group_send: `type` routes it, `frame` is sent as is."""
 
     type: Literal["chat.frame"]
-    frame: MessageCreatedEvent | DeltaEvent | DoneEvent
+    frame: MessageCreatedEvent | QueueEvent | DeltaEvent | DoneEvent
 
 
 class StopRequest(TypedDict):
@@ -133,7 +144,7 @@ class SnapshotReply(TypedDict):
 
 # --- client → server --------------------------------------------------------------------------
 
-CLIENT_EVENT_TYPES = frozenset({"send", "stop", "resume", "subscribe", "ping"})
+CLIENT_EVENT_TYPES = frozenset({"send", "regenerate", "stop", "resume", "subscribe", "ping"})
 
 
 def error_event(

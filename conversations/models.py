@@ -142,3 +142,124 @@ class UsageRecord(models.Model):
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+
+# --- Token budgets (conversations/limits/budgets.py) ----------------------------------------------
+
+
+class Plan(models.Model):
+    """What a class of users may spend, and how they queue; edited in the admin."""
+
+    name = models.SlugField(max_length=50, unique=True)
+    label = models.CharField(max_length=100)
+    # Tokens (prompt + reply) of chat replies per UTC day and month; 0 means unlimited.
+    daily_token_limit = models.PositiveBigIntegerField(default=0)
+    monthly_token_limit = models.PositiveBigIntegerField(default=0)
+    # Higher goes first in the LLM queue.
+    queue_priority = models.IntegerField(default=0)
+    # A model name (from LLM_MODELS) that answers, uncounted, once the budget is spent; blank: refuse.
+    fallback_model = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta:
+        ordering = ["-queue_priority", "name"]
+
+    def __str__(self) -> str:
+        return self.label or self.name
+
+
+class UserPlan(models.Model):
+    """A user's plan, with optional limits of their own that beat the plan's."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="user_plan")
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="subscriptions")
+    daily_token_limit = models.PositiveBigIntegerField(null=True, blank=True, help_text="Blank: the plan's limit.")
+    monthly_token_limit = models.PositiveBigIntegerField(null=True, blank=True, help_text="Blank: the plan's limit.")
+
+    def __str__(self) -> str:
+        return f"{self.user} on {self.plan}"
+
+
+class BudgetCounter(models.Model):
+    """Tokens used and reserved by one user in one period: the row concurrent turns lock."""
+
+    class Period(models.TextChoices):
+        DAY = "day"
+        MONTH = "month"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    period = models.CharField(max_length=8, choices=Period.choices)
+    starts_at = models.DateTimeField()
+    used = models.BigIntegerField(default=0)
+    reserved = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "period", "starts_at"], name="one_budget_counter_per_period"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.period} {self.starts_at:%Y-%m-%d}: {self.used}+{self.reserved}"
+
+
+class BudgetReservation(models.Model):
+    """Tokens held for one reply until its ledger row settles them (once) or they are released."""
+
+    class State(models.TextChoices):
+        RESERVED = "reserved"
+        SETTLED = "settled"
+        RELEASED = "released"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    model = models.CharField(max_length=200)
+    tokens = models.PositiveBigIntegerField()
+    # The periods the tokens are held in: settlement gives them back there even after a reset.
+    day_starts_at = models.DateTimeField()
+    month_starts_at = models.DateTimeField()
+    state = models.CharField(max_length=10, choices=State.choices, default=State.RESERVED)
+    charged = models.PositiveBigIntegerField(default=0)
+    usage_record = models.ForeignKey(UsageRecord, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    settled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["user"], condition=Q(state="reserved"), name="budget_reservation_open"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tokens} tokens for message {self.message_id} ({self.state})"
+
+
+# --- API keys (conversations/services/api_keys.py, docs/api.md) ------------------------------------
+
+
+class ApiKey(models.Model):
+    """A secret that lets a program call the OpenAI-compatible API as its user.
+
+    Only a SHA-256 of the secret is stored: the secret is shown once, when the key is created.
+    A fast hash is enough because the secret is 256 random bits (nothing to guess, unlike a
+    password), and it lets a request find its key by an indexed lookup in microseconds.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    # The secret's first characters, so people can tell their keys apart; too few to use.
+    prefix = models.CharField(max_length=32)
+    hashed_secret = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Written at most once a minute per key, not on every request.
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["user", "-created_at"], name="apikey_user_recent")]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -9,8 +11,17 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from conversations.limits.budgets import (
+    USAGE_DAYS,
+    BudgetStatus,
+    budget_status,
+    reset_phrase,
+    usage_by_day,
+    usage_by_model,
+)
 from conversations.models import Conversation
 from conversations.selectors import (
     branch_messages,
@@ -94,3 +105,46 @@ def conversation_delete_view(request: HttpRequest, conversation_id: str) -> Http
     if _wants_json(request):
         return JsonResponse({"deleted": str(conversation.pk)})
     return HttpResponseRedirect(reverse("chat-home"))
+
+
+# --- the user's own usage -----------------------------------------------------------------------
+
+
+def _budget_rows(status: BudgetStatus, now: datetime) -> list[dict[str, Any]]:
+    rows = []
+    for period in status.periods:
+        spent = period.used + period.reserved
+        rows.append(
+            {
+                "status": period,
+                "title": "Today" if period.period == "day" else "This month",
+                "percent": 0 if period.unlimited else min(100, round(100 * spent / period.limit)),
+                "resets": reset_phrase(period.period, period.resets_at, now),
+            }
+        )
+    return rows
+
+
+@login_required
+@require_GET
+def usage_page(request: HttpRequest) -> HttpResponse:
+    """Tokens and cost per day (last 30) and per model, and what remains of the budgets."""
+    user_id = int(request.user.pk or 0)  # login_required
+    now = timezone.now()
+    days = usage_by_day(user_id=user_id, now=now)
+    models = usage_by_model(user_id=user_id, now=now)
+    busiest = max((row.tokens for row in days), default=0)
+    status = budget_status(user_id=user_id, now=now)
+    return render(
+        request,
+        "conversations/usage.html",
+        {
+            "plan": status.plan,
+            "budgets": _budget_rows(status, now),
+            "days": [{"row": row, "bar": round(100 * row.tokens / busiest) if busiest else 0} for row in days],
+            "models": models,
+            "total_tokens": sum(row.tokens for row in days),
+            "total_cost": sum((row.cost for row in days), Decimal("0")),
+            "window_days": USAGE_DAYS,
+        },
+    )

@@ -56,6 +56,31 @@ def _fresh_channel_layer() -> Iterator[None]:
     channel_layers.backends.clear()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits() -> Iterator[None]:
+    """Every test starts with no recent attempts: the run's tests share one client address and
+    reuse usernames, so windows left by one test would refuse the next."""
+    from conversations.limits.ratelimit import ratelimits_reset_all
+
+    ratelimits_reset_all()
+    yield
+
+
+@pytest.fixture
+def empty_llm_queue() -> Iterator[None]:
+    """No slot or place in line outlives a test (a failed test's held slot would block the next)."""
+    from chatproject.redis_client import key, sync_client
+
+    def clear() -> None:
+        client = sync_client()
+        for name in client.scan_iter(match=key("llmq", "*"), count=500):
+            client.delete(name)
+
+    clear()
+    yield
+    clear()
+
+
 @pytest.fixture
 def long_replies(settings: Any) -> None:
     """Replies of 300 pieces at 10 ms: long enough to stop, drop and resume mid-stream."""

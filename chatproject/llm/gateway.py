@@ -6,15 +6,25 @@ per process; `warm_up()` lets a server pay that before its first request instead
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from chatproject.llm.config import OFFLINE_CONTEXT_WINDOW, resolve_model
-from chatproject.llm.types import ChatMessage, Delta, LLMError, ModelSpec, Usage
+from chatproject.llm.config import (
+    OFFLINE_CONTEXT_WINDOW,
+    RouterSettings,
+    configured_models,
+    deployment_by_id,
+    resolve_model,
+    router_settings,
+)
+from chatproject.llm.types import ChatMessage, Delta, Deployment, LLMError, ModelSpec, Usage
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -48,17 +58,21 @@ def model_name(model: str | None = None) -> str:
     return resolve_model(model).litellm_model
 
 
+async def _imported() -> None:
+    """Wait for litellm's import off the event loop: a first turn right after a process starts
+    would otherwise hold the loop for seconds, and with it every socket and heartbeat of the node."""
+    if _litellm is None:
+        await asyncio.to_thread(_llm)
+
+
 def warm_up() -> None:
     """Import litellm in a background thread so the first chat turn does not wait for it."""
     threading.Thread(target=_llm, name="litellm-import", daemon=True).start()
 
 
-def _call_kwargs(spec: ModelSpec, messages: list[ChatMessage], max_tokens: int | None) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {
-        "model": spec.litellm_model,
-        "messages": messages,
-        "max_tokens": max_tokens or spec.max_output_tokens,
-    }
+def _target_kwargs(spec: ModelSpec) -> dict[str, Any]:
+    """Where a direct call goes: the model's one deployment (the Router knows its own)."""
+    kwargs: dict[str, Any] = {"model": spec.litellm_model}
     if spec.api_base:
         kwargs["api_base"] = spec.api_base
     if spec.api_key:
@@ -73,6 +87,17 @@ def _timeout() -> float:
     return float(settings.LLM_REQUEST_TIMEOUT)
 
 
+@dataclass
+class _StreamState:
+    """What a stream left behind besides its text: how it ended and who answered."""
+
+    produced: list[str] = field(default_factory=list)
+    usage: Usage | None = None
+    finish_reason: str | None = None
+    answered_by: str = ""
+    priced_as: str = ""
+
+
 async def stream(
     messages: list[ChatMessage],
     *,
@@ -81,54 +106,206 @@ async def stream(
     purpose: str = "chat",
     max_tokens: int | None = None,
 ) -> AsyncGenerator[Delta, None]:
-    """Yield the reply piece by piece; the last Delta has finish_reason and usage.
+    """Yield the reply piece by piece; the last Delta has finish_reason, usage and the model that
+    answered.
 
     Closing the generator (aclose, or cancelling the task iterating it) closes the upstream HTTP
     stream, so a provider stops generating (and billing) when the user stops.
     """
     spec = resolve_model(model)
-    litellm = _llm()
-    kwargs = _call_kwargs(spec, messages, max_tokens)
+    await _imported()
+    request = {
+        "messages": messages,
+        "max_tokens": max_tokens or spec.max_output_tokens,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "user": user or None,
+        "metadata": {"purpose": purpose},
+    }
+    state = _StreamState(answered_by=spec.litellm_model, priced_as=spec.litellm_model)
     started = time.monotonic()
+    pieces = (
+        _routed_pieces(spec, request, state)
+        if spec.is_routed
+        else _direct_pieces({**request, **_target_kwargs(spec)}, state)
+    )
+    async with contextlib.aclosing(pieces):
+        async for text in pieces:
+            yield Delta(text=text)
+    usage = state.usage or Usage(
+        count_tokens(messages, spec.name), count_text_tokens("".join(state.produced), spec.name)
+    )
+    usage = Usage(usage.prompt_tokens, usage.completion_tokens, _cost(state.priced_as, usage))
+    logger.debug("stream %s finished in %.0f ms", state.answered_by, (time.monotonic() - started) * 1000)
+    yield Delta(finish_reason=state.finish_reason, usage=usage, model=state.answered_by)
+
+
+async def _direct_pieces(call: dict[str, Any], state: _StreamState) -> AsyncGenerator[str, None]:
+    """One deployment: litellm is called directly, with no Router bookkeeping per request."""
     try:
-        response = await litellm.acompletion(
-            **kwargs,
-            stream=True,
-            stream_options={"include_usage": True},
-            timeout=_timeout(),
-            user=user or None,
-            metadata={"purpose": purpose},
-        )
+        response = await _llm().acompletion(**call, timeout=_timeout())
     except Exception as exc:  # litellm raises many types; all become one product error
         raise translate_error(exc) from exc
-    produced: list[str] = []
-    usage: Usage | None = None
-    finish_reason: str | None = None
+    async with contextlib.aclosing(_relay(response, state)) as texts:
+        async for text in texts:
+            yield text
+
+
+async def _relay(response: Any, state: _StreamState) -> AsyncGenerator[str, None]:
+    """The text of a litellm stream, noting its usage and finish reason; always closes it."""
     try:
         async for chunk in response:
             chunk_usage = getattr(chunk, "usage", None)
             if chunk_usage is not None and getattr(chunk_usage, "completion_tokens", None) is not None:
-                usage = Usage(int(chunk_usage.prompt_tokens or 0), int(chunk_usage.completion_tokens or 0))
+                state.usage = Usage(int(chunk_usage.prompt_tokens or 0), int(chunk_usage.completion_tokens or 0))
             if not chunk.choices:
                 continue
             choice = chunk.choices[0]
             text = choice.delta.content if choice.delta is not None else None
             if choice.finish_reason:
-                finish_reason = choice.finish_reason
+                state.finish_reason = choice.finish_reason
             if text:
-                produced.append(text)
-                yield Delta(text=text)
+                state.produced.append(text)
+                yield text
     except Exception as exc:
         raise translate_error(exc) from exc
     finally:
         await _close_quietly(response)
-    if finish_reason is None:
+    if state.finish_reason is None:
         # A stream that ends without a finish reason was cut, not finished.
         raise LLMError("upstream_cut", "The model's stream ended unexpectedly.", retryable=True)
-    final_usage = usage or Usage(count_tokens(messages, spec.name), count_text_tokens("".join(produced), spec.name))
-    final_usage = Usage(final_usage.prompt_tokens, final_usage.completion_tokens, cost_of(spec, final_usage))
-    logger.debug("stream %s finished in %.0f ms", spec.name, (time.monotonic() - started) * 1000)
-    yield Delta(finish_reason=finish_reason, usage=final_usage, model=spec.litellm_model)
+
+
+# --- the Router: several deployments, retries, fallbacks, cooldowns ---------------------------------
+
+_router_lock = threading.Lock()
+_router_built: tuple[tuple[ModelSpec, ...], RouterSettings, Any] | None = None
+
+
+def _router() -> Any:
+    """litellm's Router over every served model, built once per configuration and process.
+
+    Its cooldowns and load figures live in this process: each node learns of a failing deployment
+    from its own requests.
+    """
+    global _router_built
+    models, options = configured_models(), router_settings()
+    with _router_lock:
+        built = _router_built
+        if built is None or built[0] is not models or built[1] != options:
+            _llm()
+            from litellm import Router
+
+            router = Router(
+                model_list=[_router_entry(d) for spec in models for d in spec.deployments],
+                fallbacks=[{spec.name: list(spec.fallbacks)} for spec in models if spec.fallbacks],
+                routing_strategy=options.strategy,
+                num_retries=options.retries,
+                allowed_fails=options.allowed_fails,
+                cooldown_time=options.cooldown_seconds,
+                timeout=options.timeout,
+            )
+            built = _router_built = (models, options, router)
+    return built[2]
+
+
+def _router_entry(deployment: Deployment) -> dict[str, Any]:
+    params: dict[str, Any] = {"model": deployment.litellm_model, **deployment.extra}
+    if deployment.api_base:
+        params["api_base"] = deployment.api_base
+    if deployment.api_key:
+        params["api_key"] = deployment.api_key
+    return {"model_name": deployment.model_name, "litellm_params": params, "model_info": {"id": deployment.id}}
+
+
+async def _routed_pieces(spec: ModelSpec, request: dict[str, Any], state: _StreamState) -> AsyncGenerator[str, None]:
+    """Stream through the Router. It retries and falls back on errors met while a request opens;
+    a stream that fails before its first token is taken over here (see `_Failover`). After the
+    first token a failure ends the reply: a second answer is never spliced onto the first."""
+    router = _router()
+    failover = _Failover(spec=spec, router=router, retries_left=router_settings().retries)
+    group = spec.name
+    while True:
+        try:
+            response = await router.acompletion(model=group, **request)
+        except Exception as exc:  # the Router has spent its retries and fallbacks
+            raise translate_error(exc) from exc
+        try:
+            # aclosing: closing this generator (the user stopped) must close the upstream stream now.
+            async with contextlib.aclosing(_relay(response, state)) as texts:
+                async for text in texts:
+                    yield text
+            _note_answer(state, response)
+            return
+        except LLMError as error:
+            failed = _answering_deployment(response)
+            if state.produced or not error.retryable or failed is None:
+                raise
+            next_group = failover.after(failed, error)
+            if next_group is None:
+                raise
+            logger.warning(
+                "deployment %s failed before its first token (%s); trying %s", failed.id, error.code, next_group
+            )
+            group = next_group
+
+
+def _answering_deployment(response: Any) -> Deployment | None:
+    # The Router stamps the id of the deployment that served a response (and re-stamps it when a
+    # fallback takes a stream over) in litellm's hidden params.
+    hidden = getattr(response, "_hidden_params", None) or {}
+    deployment_id = hidden.get("model_id")
+    return deployment_by_id(str(deployment_id)) if deployment_id else None
+
+
+def _note_answer(state: _StreamState, response: Any) -> None:
+    deployment = _answering_deployment(response)
+    if deployment is not None:
+        state.answered_by = deployment.label
+        state.priced_as = deployment.litellm_model
+
+
+@dataclass
+class _Failover:
+    """Where a routed stream goes after a deployment failed it before its first token.
+
+    litellm's Router retries and falls back on errors it meets while a request opens (a refusal,
+    a connection error, no response headers in time). A deployment that answered with headers and
+    then stalled or dropped before any text fails later, in litellm's stream wrapper, which (in the
+    pinned version, measured) neither retries such a failure on the same model nor falls back on a
+    timeout, and cools the deployment down only for some errors. So the gateway carries on: the
+    deployment is cooled down at once (every such failure costs a person a whole timeout), the
+    same model is asked again while it has a deployment in rotation and retries are left, then
+    the model's fallbacks in order.
+    """
+
+    spec: ModelSpec
+    router: Any
+    retries_left: int
+    attempts: int = 0
+
+    def after(self, failed: Deployment, error: LLMError) -> str | None:
+        self.attempts += 1
+        self._cool_down(failed, error)
+        chain = [self.spec.name, *self.spec.fallbacks]
+        # Bounded even if the fallbacks of a fallback lead back to a model already tried.
+        if self.attempts > len(chain) + router_settings().retries:
+            return None
+        if self.retries_left > 0 and self._in_rotation(failed.model_name):
+            self.retries_left -= 1
+            return failed.model_name
+        position = chain.index(failed.model_name) if failed.model_name in chain else len(chain)
+        return next((name for name in chain[position + 1 :] if self._in_rotation(name)), None)
+
+    def _cool_down(self, failed: Deployment, error: LLMError) -> None:
+        self.router.health().cooldowns.add_deployment_to_cooldown(
+            failed.id, error, error.status, router_settings().cooldown_seconds
+        )
+
+    def _in_rotation(self, model_name: str) -> bool:
+        ids = [d.id for d in resolve_model(model_name).deployments]
+        cooling = {deployment_id for deployment_id, _ in self.router.health().cooldowns.get_active_cooldowns(ids, None)}
+        return any(deployment_id not in cooling for deployment_id in ids)
 
 
 async def complete(
@@ -141,20 +318,28 @@ async def complete(
 ) -> tuple[str, Usage]:
     """The whole reply at once, for background work (summaries, fact extraction)."""
     spec = resolve_model(model)
-    litellm = _llm()
+    await _imported()
+    request = {
+        "messages": messages,
+        "max_tokens": max_tokens or spec.max_output_tokens,
+        "user": user or None,
+        "metadata": {"purpose": purpose},
+    }
+    priced_as = spec.litellm_model
     try:
-        response = await litellm.acompletion(
-            **_call_kwargs(spec, messages, max_tokens),
-            timeout=_timeout(),
-            user=user or None,
-            metadata={"purpose": purpose},
-        )
+        if spec.is_routed:
+            # Without a stream the Router's own retries and fallbacks cover every failure.
+            response = await _router().acompletion(model=spec.name, **request)
+            answered = _answering_deployment(response)
+            priced_as = answered.litellm_model if answered is not None else priced_as
+        else:
+            response = await _llm().acompletion(**request, **_target_kwargs(spec), timeout=_timeout())
     except Exception as exc:
         raise translate_error(exc) from exc
     text = response.choices[0].message.content or ""
     raw = getattr(response, "usage", None)
     usage = Usage(int(getattr(raw, "prompt_tokens", 0) or 0), int(getattr(raw, "completion_tokens", 0) or 0))
-    return text, Usage(usage.prompt_tokens, usage.completion_tokens, cost_of(spec, usage))
+    return text, Usage(usage.prompt_tokens, usage.completion_tokens, _cost(priced_as, usage))
 
 
 async def _close_quietly(response: Any) -> None:
@@ -205,14 +390,20 @@ def count_text_tokens(text: str, model: str | None = None) -> int:
 
 
 def context_window(model: str | None = None) -> int:
-    """Tokens the model accepts: the operator's override, else litellm's model map."""
+    """Tokens the model accepts: the operator's override, else litellm's model map (the smallest
+    window among its deployments, since any of them may answer)."""
     spec = resolve_model(model)
     if spec.context_window:
         return spec.context_window
-    if spec.is_offline:
+    litellm_models = {d.litellm_model for d in spec.deployments} or {spec.litellm_model}
+    return min(_known_window(litellm_model) for litellm_model in litellm_models)
+
+
+def _known_window(litellm_model: str) -> int:
+    if litellm_model.startswith("offline/"):
         return OFFLINE_CONTEXT_WINDOW
     try:
-        info = _llm().get_model_info(spec.litellm_model)
+        info = _llm().get_model_info(litellm_model)
         window = info.get("max_input_tokens") or info.get("max_tokens")
         return int(window) if window else OFFLINE_CONTEXT_WINDOW
     except Exception:
@@ -220,11 +411,15 @@ def context_window(model: str | None = None) -> int:
 
 
 def cost_of(spec: ModelSpec, usage: Usage) -> float:
-    if spec.is_offline:
+    return _cost(spec.litellm_model, usage)
+
+
+def _cost(litellm_model: str, usage: Usage) -> float:
+    if litellm_model.startswith("offline/"):
         return 0.0
     try:
         prompt_cost, completion_cost = _llm().cost_per_token(
-            model=spec.litellm_model,
+            model=litellm_model,
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
         )
@@ -240,6 +435,17 @@ def translate_error(exc: BaseException) -> LLMError:
     litellm = _llm()
     exceptions = litellm.exceptions
     status = int(getattr(exc, "status_code", 502) or 502)
+    from litellm.types.router import RouterRateLimitError
+
+    if isinstance(exc, RouterRateLimitError):
+        # Every deployment of the model (and of its fallbacks) is cooling down after failures.
+        wait = int(getattr(exc, "cooldown_time", 0) or 0)
+        return LLMError(
+            "model_unavailable",
+            f"This model is failing on every server right now. Try again in {max(wait, 1)} s.",
+            retryable=True,
+            status=503,
+        )
     if isinstance(exc, exceptions.RateLimitError):
         return LLMError("rate_limited", "The model provider is busy. Try again shortly.", retryable=True, status=429)
     if isinstance(exc, exceptions.Timeout):

@@ -29,12 +29,36 @@ class Delta:
     text: str = ""
     finish_reason: str | None = None
     usage: Usage | None = None
+    # The model that answered: its litellm model, or `<litellm model>@<deployment id>` when the
+    # Router chose one of several deployments (or a fallback), so the message and the ledger name it.
     model: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
+class Deployment:
+    """One place a served model runs (a server, a region, an account): litellm's Router balances
+    the requests for a model over its deployments and cools down one that fails."""
+
+    id: str
+    model_name: str  # the served model it is a deployment of
+    litellm_model: str
+    api_base: str = ""
+    api_key: str = ""
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """How a message and the ledger name the deployment that answered: `openai/gpt-4o@eu-1`."""
+        return f"{self.litellm_model}@{self.id}"
+
+
+@dataclass(frozen=True, slots=True)
 class ModelSpec:
-    """A model this deployment serves, as users name it, and how litellm reaches it."""
+    """A model this deployment serves, as users name it, and how litellm reaches it.
+
+    `litellm_model`, `api_base`, `api_key` and `extra` are those of the first deployment: what
+    token counting and pricing read, and the whole story for a model with one deployment.
+    """
 
     name: str
     litellm_model: str
@@ -42,11 +66,22 @@ class ModelSpec:
     api_key: str = ""
     context_window: int = 8192
     max_output_tokens: int = 1024
+    # Generations of this model at once across all nodes (the LLM queue); None: LLM_QUEUE_MAX_CONCURRENCY.
+    max_concurrency: int | None = None
     extra: dict[str, object] = field(default_factory=dict)
+    deployments: tuple[Deployment, ...] = ()
+    # Other served models (by name) that answer, in order, when every deployment of this one fails.
+    fallbacks: tuple[str, ...] = ()
 
     @property
     def is_offline(self) -> bool:
         return self.litellm_model.startswith("offline/")
+
+    @property
+    def is_routed(self) -> bool:
+        """Several deployments or fallbacks go through litellm's Router; one deployment is called
+        directly (the Router's bookkeeping costs a little on every request)."""
+        return len(self.deployments) > 1 or bool(self.fallbacks)
 
 
 class LLMError(Exception):

@@ -39,12 +39,18 @@ def _enqueue(name: str, *args: object, countdown: float | None = None) -> None:
         logger.exception("could not queue %s", name)
 
 
-def reply_followups(*, message_id: int, conversation_id: str, user_id: int, temporary: bool) -> None:
+def reply_followups(
+    *, message_id: int, conversation_id: str, user_id: int, temporary: bool, hidden: bool = False
+) -> None:
+    """`hidden`: a conversation nobody will see again (a stateless API exchange, a deleted chat):
+    moderation still reviews the reply, but there is nothing to recall or summarise later."""
     check_after = after_output_enabled()
 
     def enqueue() -> None:
         if check_after:
             _enqueue("moderation.tasks.check_reply", message_id)
+        if hidden:
+            return
         _enqueue("memory.tasks.embed_message", message_id)
         _enqueue("memory.tasks.refresh_summary", conversation_id)
         if temporary:

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from conversations.limits.budgets import budget_release, budget_settle
 from conversations.models import Conversation, Message, UsageRecord
 from conversations.services.followups import reply_followups
 from moderation.services import user_is_suspended
@@ -26,11 +27,13 @@ TITLE_LENGTH = 60
 class TurnRejected(Exception):
     """A turn the product refuses, with a code clients can act on and words a person can read."""
 
-    def __init__(self, code: str, message: str, *, retryable: bool = False) -> None:
+    def __init__(self, code: str, message: str, *, retryable: bool = False, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.retryable = retryable
+        # Seconds until trying again can succeed, when the product knows (a spent budget's reset).
+        self.retry_after = retry_after
 
 
 NOT_FOUND = ("not_found", "That conversation does not exist or is not yours.")
@@ -51,8 +54,19 @@ def user_must_be_allowed_to_send(*, user: User) -> None:
         raise TurnRejected("suspended", "Your account is suspended, so you cannot send messages. Contact the operator.")
 
 
-def conversation_create(*, owner: User, title: str = DEFAULT_TITLE, model: str = "") -> Conversation:
-    return Conversation.objects.create(owner=owner, title=title[:200] or DEFAULT_TITLE, model=model)
+def conversation_create(
+    *, owner: User, title: str = DEFAULT_TITLE, model: str = "", hidden: bool = False
+) -> Conversation:
+    """A new conversation. A hidden one (an API call that does not ask to be stored) is temporary,
+    so memory never reads it, and closed from the start, so no page or socket shows it; its rows
+    stay for moderation and the ledger until retention removes them (docs/api.md)."""
+    return Conversation.objects.create(
+        owner=owner,
+        title=title[:200] or DEFAULT_TITLE,
+        model=model,
+        temporary=hidden,
+        deleted_at=timezone.now() if hidden else None,
+    )
 
 
 def conversation_rename(*, conversation: Conversation, title: str) -> Conversation:
@@ -70,6 +84,26 @@ def conversation_delete(*, conversation: Conversation) -> None:
     conversation.save(update_fields=["deleted_at", "updated_at"])
 
 
+PURGE_BATCH = 500
+
+
+def hidden_conversations_purge(*, older_than: timedelta | None = None) -> int:
+    """Delete, for good, closed temporary conversations (the API's stateless exchanges) closed
+    longer ago than API_STATELESS_RETENTION_HOURS; returns how many went.
+
+    What must outlive them does: the ledger rows and budget holds point at their messages with
+    SET_NULL, and a moderation flag keeps its excerpt. In batches, so no transaction grows large.
+    """
+    age = older_than or timedelta(hours=float(settings.API_STATELESS_RETENTION_HOURS))
+    expired = Conversation.objects.filter(temporary=True, deleted_at__lt=timezone.now() - age)
+    purged = 0
+    while batch := list(expired.values_list("pk", flat=True)[:PURGE_BATCH]):
+        with transaction.atomic():
+            Conversation.objects.filter(pk__in=batch).delete()
+        purged += len(batch)
+    return purged
+
+
 def title_from(content: str) -> str:
     flat = " ".join(content.split())
     return flat if len(flat) <= TITLE_LENGTH else flat[: TITLE_LENGTH - 1].rstrip() + "…"
@@ -85,11 +119,12 @@ def validate_content(content: object) -> str:
 
 
 def _locked_conversation(
-    user: User, conversation_id: str | None, content: str, *, blocked: bool
+    user: User, conversation_id: str | None, content: str, *, blocked: bool, hidden: bool = False
 ) -> tuple[Conversation, bool]:
     if conversation_id is None:
         # A blocked message must not name the conversation in the sidebar.
-        return conversation_create(owner=user, title=DEFAULT_TITLE if blocked else title_from(content)), True
+        title = DEFAULT_TITLE if blocked else title_from(content)
+        return conversation_create(owner=user, title=title, hidden=hidden), True
     try:
         key = uuid.UUID(str(conversation_id))
     except ValueError:
@@ -110,6 +145,7 @@ def turn_start(
     model: str,
     blocked: bool = False,
     redacted_content: str = "",
+    hidden: bool = False,
 ) -> TurnStart:
     """Store the user's message and an empty assistant reply (status streaming), atomically.
 
@@ -120,7 +156,7 @@ def turn_start(
     text = validate_content(content)
     try:
         with transaction.atomic():
-            conversation, created = _locked_conversation(user, conversation_id, text, blocked=blocked)
+            conversation, created = _locked_conversation(user, conversation_id, text, blocked=blocked, hidden=hidden)
             reaped = [] if created else messages_reap_interrupted(conversation_id=conversation.pk)
             if Message.objects.filter(conversation=conversation, status=Message.Status.STREAMING).exists():
                 raise TurnRejected("busy", "A reply is still being written in this conversation. Stop it or wait.")
@@ -151,6 +187,46 @@ def turn_start(
     return TurnStart(conversation, user_message, assistant, created, reaped)
 
 
+def turn_regenerate_start(*, user: User, conversation_id: str, message_id: object, model: str) -> TurnStart:
+    """Start another reply to the question a reply answered: a new assistant message (status
+    streaming) beside it, under the same user message, which becomes the conversation's active
+    leaf. The old reply stays in the tree, on a branch the user can go back to.
+
+    Same guards as a send: the conversation row is locked and one reply streams at a time.
+    """
+    if not isinstance(message_id, int) or isinstance(message_id, bool):
+        raise TurnRejected("invalid_event", "message_id must be an integer.")
+    try:
+        with transaction.atomic():
+            conversation, _ = _locked_conversation(user, conversation_id, "", blocked=False)
+            reaped = messages_reap_interrupted(conversation_id=conversation.pk)
+            previous = (
+                Message.objects.select_related("parent")
+                .defer("embedding", "parent__embedding")
+                .filter(pk=message_id, conversation=conversation)
+                .first()
+            )
+            if previous is None:
+                raise TurnRejected("message_not_found", "That message is not in this conversation.")
+            question = previous.parent
+            if previous.role != Message.Role.ASSISTANT or question is None or question.role != Message.Role.USER:
+                raise TurnRejected("not_regenerable", "Only a reply to a message can be written again.")
+            if Message.objects.filter(conversation=conversation, status=Message.Status.STREAMING).exists():
+                raise TurnRejected("busy", "A reply is still being written in this conversation. Stop it or wait.")
+            assistant = Message.objects.create(
+                conversation=conversation,
+                parent=question,
+                role=Message.Role.ASSISTANT,
+                status=Message.Status.STREAMING,
+                model=model,
+            )
+            conversation.active_leaf = assistant
+            conversation.save(update_fields=["active_leaf", "updated_at"])
+    except IntegrityError:
+        raise TurnRejected("busy", "A reply is still being written in this conversation. Stop it or wait.") from None
+    return TurnStart(conversation, question, assistant, False, reaped)
+
+
 def message_checkpoint(*, message_id: int, content: str, seq: int) -> bool:
     """Save the text streamed so far; also the heartbeat. False if the row is no longer streaming."""
     updated = Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
@@ -175,11 +251,14 @@ class Outcome:
     context_report: dict[str, object] | None = None
 
 
-def message_finalize(*, message_id: int, user_id: int | None, outcome: Outcome) -> Message | None:
+def message_finalize(
+    *, message_id: int, user_id: int | None, outcome: Outcome, reservation_id: int | None = None
+) -> Message | None:
     """Write the final state of a reply and its usage row in one transaction.
 
     Unconditional on status: if a reaper marked the row interrupted while this process was alive
-    but slow, the full text that the process still holds is the better record.
+    but slow, the full text that the process still holds is the better record. The turn's budget
+    reservation, if any, is settled from the usage row in the same transaction (once).
     """
     now = timezone.now()
     with transaction.atomic():
@@ -187,6 +266,8 @@ def message_finalize(*, message_id: int, user_id: int | None, outcome: Outcome) 
             Message.objects.select_for_update(of=("self",)).select_related("conversation").filter(pk=message_id).first()
         )
         if message is None:  # the conversation was deleted while streaming
+            if reservation_id is not None:
+                budget_release(reservation_id=reservation_id)
             return None
         message.status = outcome.status
         message.content = outcome.content
@@ -201,7 +282,7 @@ def message_finalize(*, message_id: int, user_id: int | None, outcome: Outcome) 
         message.context_report = outcome.context_report
         message.finished_at = now
         message.save()
-        UsageRecord.objects.create(
+        record = UsageRecord.objects.create(
             user_id=user_id,
             conversation_id=message.conversation_id,
             message=message,
@@ -213,6 +294,8 @@ def message_finalize(*, message_id: int, user_id: int | None, outcome: Outcome) 
             latency_ms=outcome.duration_ms,
             ok=outcome.status in (Message.Status.COMPLETE, Message.Status.STOPPED),
         )
+        if reservation_id is not None:
+            budget_settle(reservation_id=reservation_id, record=record)
         Conversation.objects.filter(pk=message.conversation_id).update(updated_at=now)
         if message.content:
             reply_followups(
@@ -220,6 +303,7 @@ def message_finalize(*, message_id: int, user_id: int | None, outcome: Outcome) 
                 conversation_id=str(message.conversation_id),
                 user_id=message.conversation.owner_id,
                 temporary=message.conversation.temporary,
+                hidden=message.conversation.deleted_at is not None,
             )
     return message
 

@@ -11,40 +11,54 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
 
 from chatproject.llm import embeddings, gateway
-from chatproject.llm.config import default_model
+from chatproject.llm.config import resolve_model
 from chatproject.llm.types import ChatMessage, LLMError, Usage
 from conversations.events import (
     DeltaEvent,
     DoneEvent,
     ErrorPayload,
     MessageCreatedEvent,
+    QueueEvent,
     SnapshotEvent,
     conversation_group,
     generation_group,
+)
+from conversations.limits import queue as llm_queue
+from conversations.limits.budgets import (
+    BudgetExceeded,
+    budget_estimate,
+    budget_fallback_model,
+    budget_reserve,
+    plan_for_user,
 )
 from conversations.models import Message
 from conversations.rendering import render_markdown
 from conversations.selectors import done_frame, message_payload
 from conversations.services.messages import (
     Outcome,
+    TurnRejected,
     TurnStart,
     message_checkpoint,
     message_finalize,
+    turn_regenerate_start,
     turn_start,
     user_must_be_allowed_to_send,
     validate_content,
 )
-from memory.context import BuiltContext, build_context
+from memory.context import BuiltContext, ContextInputs, Turn, build_context
 from memory.selectors import context_inputs
 from moderation import pipeline as moderation_pipeline
 from moderation.detectors.base import Action
@@ -72,6 +86,25 @@ def running_generations() -> list[Generation]:
 
 
 @dataclass(frozen=True)
+class TurnOptions:
+    """What a turn from the OpenAI-compatible API (conversations/api.py) sets; the defaults are the
+    web chat's turn."""
+
+    model: str | None = None  # a served model's name; None: the default model
+    # The client's system text: appended under the deployment's system prompt, never replacing it.
+    instructions: str = ""
+    # Earlier turns the client sent with its request; None: the conversation's stored branch.
+    history: tuple[Turn, ...] | None = None
+    max_tokens: int | None = None  # the reply's cap, if lower than the model's
+    # A conversation the user never sees (the API's stateless default): temporary, so no memory,
+    # and closed from the start; its deltas go to local listeners only (no socket can join).
+    hidden: bool = False
+
+
+WEB_TURN = TurnOptions()
+
+
+@dataclass(frozen=True)
 class PreparedTurn:
     start: TurnStart
     model: str
@@ -80,6 +113,12 @@ class PreparedTurn:
     # The user message's vector, written to its row after the reply has started, off the path
     # to the first token (the write updates a large HNSW graph).
     vector: list[float] | None = None
+    # The budget hold the reply settles when it ends (None: not counted, e.g. the fallback model).
+    reservation_id: int | None = None
+    queue_priority: int = 0
+    options: TurnOptions = WEB_TURN
+    # Another reply to a user message already on screen: only the new reply is announced.
+    regenerated: bool = False
 
 
 def _embed(text: str) -> list[float] | None:
@@ -95,18 +134,33 @@ def _store_embedding(message: Message, vector: list[float] | None) -> None:
         Message.objects.filter(pk=message.pk).update(embedding=vector, embedding_model=embeddings.model_name())
 
 
-def _context_for(start: TurnStart, model: str, prompt_text: str, query: list[float] | None) -> BuiltContext:
+def _context_for(
+    start: TurnStart, model: str, prompt_text: str, query: list[float] | None, options: TurnOptions = WEB_TURN
+) -> BuiltContext:
     conversation = start.conversation
-    inputs = context_inputs(
-        user_id=conversation.owner_id,
-        conversation_id=conversation.pk,
-        parent_id=start.user_message.parent_id,
-        system_prompt=moderation_pipeline.system_prompt(),
-        user_message=prompt_text,
-        query=query,
-        use_memory=not conversation.temporary,
-        exclude_ids=[start.user_message.pk],
-    )
+    system_prompt = moderation_pipeline.system_prompt()
+    if options.instructions:
+        # Below the deployment's prompt: its rules and the leakage canary stay first and whole.
+        system_prompt = f"{system_prompt}\n\n{options.instructions}"
+    if options.history is not None:
+        # The client sent the conversation itself, in a conversation of its own: nothing to read.
+        inputs = ContextInputs(
+            system_prompt=system_prompt,
+            user_message=prompt_text,
+            history=options.history,
+            recent_turns=int(settings.CONTEXT_RECENT_TURNS),
+        )
+    else:
+        inputs = context_inputs(
+            user_id=conversation.owner_id,
+            conversation_id=conversation.pk,
+            parent_id=start.user_message.parent_id,
+            system_prompt=system_prompt,
+            user_message=prompt_text,
+            query=query,
+            use_memory=not conversation.temporary,
+            exclude_ids=[start.user_message.pk],
+        )
     return build_context(
         inputs,
         window=gateway.context_window(model),
@@ -115,7 +169,9 @@ def _context_for(start: TurnStart, model: str, prompt_text: str, query: list[flo
     )
 
 
-def turn_prepare(*, user: User, conversation_id: str | None, content: object) -> PreparedTurn:
+def turn_prepare(
+    *, user: User, conversation_id: str | None, content: object, options: TurnOptions = WEB_TURN
+) -> PreparedTurn:
     """Synchronous part of a turn: check, guard, store the messages, build the prompt.
 
     The message is embedded once: the vector feeds the learned guardrails, is the retrieval
@@ -123,7 +179,7 @@ def turn_prepare(*, user: User, conversation_id: str | None, content: object) ->
     """
     user_must_be_allowed_to_send(user=user)
     text = validate_content(content)
-    model = default_model().name
+    model = resolve_model(options.model).name
     vector = _embed(text)
     verdict = moderation_pipeline.run(
         text,
@@ -132,27 +188,106 @@ def turn_prepare(*, user: User, conversation_id: str | None, content: object) ->
     )
     redacted = verdict.action is Action.REDACT
     stored = verdict.text if redacted and settings.MODERATION_REDACT_STORED_INPUT else text
-    start = turn_start(
-        user=user,
-        conversation_id=conversation_id,
-        content=stored,
-        model=model,
-        blocked=verdict.blocked,
-        redacted_content=verdict.text if redacted else "",
-    )
-    flags_record(
-        verdict=verdict,
-        user_id=user.pk,
-        conversation_id=start.conversation.pk,
-        message_id=start.user_message.pk,
-    )
-    if verdict.blocked:
-        return PreparedTurn(start=start, model=model, context=None, input_verdict=verdict)
     if redacted:
         # The vector of what was stored and sent, never of the personal data it no longer holds.
         vector = _embed(verdict.text)
-    context = _context_for(start, model, verdict.text, vector)
-    return PreparedTurn(start=start, model=model, context=context, input_verdict=verdict, vector=vector)
+    # One transaction from storing the messages to reserving the budget: a refused turn stores nothing.
+    with transaction.atomic():
+        start = turn_start(
+            user=user,
+            conversation_id=conversation_id,
+            content=stored,
+            model=model,
+            blocked=verdict.blocked,
+            redacted_content=verdict.text if redacted else "",
+            hidden=options.hidden,
+        )
+        flags_record(
+            verdict=verdict,
+            user_id=user.pk,
+            conversation_id=start.conversation.pk,
+            message_id=start.user_message.pk,
+        )
+        if verdict.blocked:
+            return PreparedTurn(start=start, model=model, context=None, input_verdict=verdict, options=options)
+        context = _context_for(start, model, verdict.text, vector, options)
+        admitted = _admit(
+            start,
+            model,
+            context,
+            lambda other: _context_for(start, other, verdict.text, vector, options),
+            max_tokens=options.max_tokens,
+        )
+    return PreparedTurn(
+        start=start,
+        model=admitted.model,
+        context=admitted.context,
+        input_verdict=verdict,
+        vector=vector,
+        reservation_id=admitted.reservation_id,
+        queue_priority=admitted.queue_priority,
+        options=options,
+    )
+
+
+def turn_prepare_regenerate(*, user: User, conversation_id: str, message_id: object) -> PreparedTurn:
+    """Synchronous part of writing a reply again: a new reply beside the old one, under the same
+    user message (which passed the input guardrails when it was sent), with the prompt rebuilt and
+    the budget reserved as for a send."""
+    user_must_be_allowed_to_send(user=user)
+    model = resolve_model(None).name
+    with transaction.atomic():
+        start = turn_regenerate_start(user=user, conversation_id=conversation_id, message_id=message_id, model=model)
+        question = start.user_message.model_content
+        vector = _embed(question)
+        context = _context_for(start, model, question, vector)
+        admitted = _admit(start, model, context, lambda other: _context_for(start, other, question, vector))
+    return PreparedTurn(
+        start=start,
+        model=admitted.model,
+        context=admitted.context,
+        input_verdict=Verdict(stage=Stage.INPUT, original=question, text=question),
+        reservation_id=admitted.reservation_id,
+        queue_priority=admitted.queue_priority,
+        regenerated=True,
+    )
+
+
+@dataclass(frozen=True)
+class _Admission:
+    model: str
+    context: BuiltContext
+    reservation_id: int | None
+    queue_priority: int
+
+
+def _admit(
+    start: TurnStart,
+    model: str,
+    context: BuiltContext,
+    rebuild: Callable[[str], BuiltContext],
+    *,
+    max_tokens: int | None = None,
+) -> _Admission:
+    """Reserve the turn's most possible cost in the user's budget; when it is spent, move the turn
+    to the plan's fallback model (not counted: see conversations/limits/budgets.py) or refuse it."""
+    assert start.assistant_message is not None
+    user_id = int(start.conversation.owner_id)
+    plan = plan_for_user(user_id=user_id)
+    estimate = budget_estimate(model=model, prompt_tokens=context.report.tokens_used, max_tokens=max_tokens)
+    try:
+        reservation = budget_reserve(
+            user_id=user_id, model=model, tokens=estimate, message_id=start.assistant_message.pk
+        )
+    except BudgetExceeded as exc:
+        fallback = budget_fallback_model(plan=plan, model=model)
+        if fallback is None:
+            wait = max(1, math.ceil((exc.resets_at - timezone.now()).total_seconds()))
+            raise TurnRejected(exc.code, exc.message, retry_after=wait) from None
+        Message.objects.filter(pk=start.assistant_message.pk).update(model=fallback)
+        start.assistant_message.model = fallback
+        return _Admission(fallback, rebuild(fallback), None, plan.queue_priority)
+    return _Admission(model, context, reservation.pk, plan.queue_priority)
 
 
 def _created(start: TurnStart, message: Message, client_id: str | None = None) -> MessageCreatedEvent:
@@ -172,7 +307,8 @@ async def turn_launch(prepared: PreparedTurn, *, client_id: str | None = None) -
     conversation_id = str(start.conversation.pk)
     for reaped in start.reaped:
         await publish(conversation_id, done_frame(reaped))
-    await publish(conversation_id, _created(start, start.user_message, client_id))
+    if not prepared.regenerated:
+        await publish(conversation_id, _created(start, start.user_message, client_id))
     if start.assistant_message is None or prepared.context is None:
         return None
     await publish(conversation_id, _created(start, start.assistant_message))
@@ -184,9 +320,15 @@ async def turn_launch(prepared: PreparedTurn, *, client_id: str | None = None) -
         prompt=prepared.context.messages,
         prompt_tokens=prepared.context.report.tokens_used,
         context_report=prepared.context.report.as_dict(),
+        reservation_id=prepared.reservation_id,
+        queue_priority=prepared.queue_priority,
+        max_tokens=prepared.options.max_tokens,
+        broadcast=not prepared.options.hidden,
     )
     generation.start()
-    if prepared.vector is not None:
+    # A hidden conversation (a stateless API exchange) is never searched: its vector is not worth
+    # an HNSW insert.
+    if prepared.vector is not None and start.conversation.deleted_at is None:
         _in_background(
             database_sync_to_async(_store_embedding, thread_sensitive=False)(start.user_message, prepared.vector)
         )
@@ -212,6 +354,8 @@ class Generation:
     prompt: list[ChatMessage]
     prompt_tokens: int
     context_report: dict[str, object] | None = None
+    reservation_id: int | None = None
+    queue_priority: int = 0
     parts: list[str] = field(default_factory=list)
     seq: int = 0
     ttft_ms: int | None = None
@@ -229,6 +373,14 @@ class Generation:
     # Set when the inline output guardrails stopped the reply; the chunk that tripped them is unseen.
     blocked_by: Verdict | None = None
     _guard_inline: bool = field(default_factory=lambda: moderation_pipeline.inline_output_enabled())
+    max_tokens: int | None = None
+    finish_reason: str | None = None
+    # False where no socket can ever watch (a hidden conversation): frames go to local listeners only.
+    broadcast: bool = True
+    # Readers in this process (the API's responses) take frames from here, with no channel-layer
+    # round trip per delta; None ends each queue. `done` is kept for a reader that comes late.
+    _local: list[asyncio.Queue[DeltaEvent | DoneEvent | None]] = field(default_factory=list)
+    done: DoneEvent | None = None
 
     # --- public ---------------------------------------------------------------------------------
 
@@ -260,12 +412,28 @@ class Generation:
     async def wait(self) -> None:
         await self._finished.wait()
 
+    def listen(self) -> asyncio.Queue[DeltaEvent | DoneEvent | None]:
+        """The frames this generation publishes from now on, then None. Text published before
+        the call is in `snapshot()`; a generation that has ended gives its done frame at once."""
+        queue: asyncio.Queue[DeltaEvent | DoneEvent | None] = asyncio.Queue()
+        if self._finished.is_set():
+            if self.done is not None:
+                queue.put_nowait(self.done)
+            queue.put_nowait(None)
+        else:
+            self._local.append(queue)
+        return queue
+
+    def _tell_local(self, frame: DeltaEvent | DoneEvent | None) -> None:
+        for queue in self._local:
+            queue.put_nowait(frame)
+
     # --- the task -------------------------------------------------------------------------------
 
     async def _run(self) -> None:
         control = asyncio.create_task(self._listen_for_control())
         checkpoints = asyncio.create_task(self._checkpoint_loop())
-        self._reader = asyncio.create_task(self._read_upstream())
+        self._reader = asyncio.create_task(self._read_when_admitted())
         status: str = Message.Status.COMPLETE
         error: ErrorPayload | None = None
         try:
@@ -294,11 +462,32 @@ class Generation:
             finally:
                 _running.pop(self.message_id, None)
                 self._finished.set()
+                self._tell_local(None)
+
+    async def _read_when_admitted(self) -> None:
+        """Wait for a slot of the model (the LLM queue), then read the reply while holding it.
+        A stop while waiting cancels this task, which leaves the line."""
+        async with llm_queue.llm_slot(
+            model=self.model, priority=self.queue_priority, on_position=self._announce_position
+        ):
+            await self._read_upstream()
+
+    async def _announce_position(self, position: int) -> None:
+        frame: QueueEvent = {
+            "type": "queue",
+            "conversation_id": self.conversation_id,
+            "message_id": self.message_id,
+            "position": position,
+        }
+        if self.broadcast:
+            await publish(self.conversation_id, frame)
 
     async def _read_upstream(self) -> None:
         flusher = asyncio.create_task(self._flush_loop())
         try:
-            async for delta in gateway.stream(self.prompt, model=self.model, user=str(self.user_id)):
+            async for delta in gateway.stream(
+                self.prompt, model=self.model, user=str(self.user_id), max_tokens=self.max_tokens
+            ):
                 if delta.text:
                     if self.ttft_ms is None:
                         self.ttft_ms = int((time.monotonic() - self._started) * 1000)
@@ -307,6 +496,7 @@ class Generation:
                 if delta.usage is not None:
                     self.usage = delta.usage
                     self.answered_by = delta.model or ""
+                    self.finish_reason = delta.finish_reason
         finally:
             self._upstream_done = True
             self._wake.set()
@@ -343,7 +533,9 @@ class Generation:
             "seq": self.seq,
             "text": text,
         }
-        await publish(self.conversation_id, frame)
+        self._tell_local(frame)
+        if self.broadcast:
+            await publish(self.conversation_id, frame)
 
     def _trips_guardrails(self, text: str) -> bool:
         """Check a chunk before anyone sees it, with the end of the text before it (a phrase can
@@ -406,20 +598,31 @@ class Generation:
         done = await database_sync_to_async(_finalize_sync, thread_sensitive=False)(self, outcome_args, self.usage)
         if error:
             done["error"] = error
-        await publish(self.conversation_id, done)
+        self.done = done
+        self._tell_local(done)
+        if self.broadcast:
+            await publish(self.conversation_id, done)
 
 
 def _finalize_sync(generation: Generation, args: dict[str, Any], usage: Usage | None) -> DoneEvent:
     content: str = args["content"]
     if usage is None:
-        usage = Usage(generation.prompt_tokens, gateway.count_text_tokens(content, generation.model))
+        # No usage from the provider: count what was shown. A reply that produced nothing (it failed
+        # before its first token, or never left the queue) is recorded, and charged, as nothing.
+        produced = gateway.count_text_tokens(content, generation.model)
+        usage = Usage(generation.prompt_tokens, produced) if content else Usage()
     outcome = Outcome(
         prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens,
         cost=usage.cost,
         **args,
     )
-    message_finalize(message_id=generation.message_id, user_id=generation.user_id, outcome=outcome)
+    message_finalize(
+        message_id=generation.message_id,
+        user_id=generation.user_id,
+        outcome=outcome,
+        reservation_id=generation.reservation_id,
+    )
     if generation.blocked_by is not None:
         flags_record(
             verdict=generation.blocked_by,
@@ -440,7 +643,7 @@ def _finalize_sync(generation: Generation, args: dict[str, Any], usage: Usage | 
     }
 
 
-async def publish(conversation_id: str, frame: MessageCreatedEvent | DeltaEvent | DoneEvent) -> None:
+async def publish(conversation_id: str, frame: MessageCreatedEvent | QueueEvent | DeltaEvent | DoneEvent) -> None:
     await get_channel_layer().group_send(conversation_group(conversation_id), {"type": "chat.frame", "frame": frame})
 
 

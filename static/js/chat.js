@@ -614,6 +614,8 @@ function handleFrame(frame) {
   switch (frame.type) {
     case "message.created":
       return onMessageCreated(frame);
+    case "queue":
+      return onQueue(frame);
     case "delta":
       return onDelta(frame);
     case "snapshot":
@@ -665,6 +667,7 @@ function onDelta(frame) {
   const entry = assistantEntry(frame.message_id);
   if (entry.status !== "streaming" || frame.seq <= entry.seq) return; // finished, or a duplicate
   if (frame.seq === entry.seq + 1) {
+    clearQueueNote(entry);
     entry.body.append(document.createTextNode(frame.text));
     entry.seq = frame.seq;
     entry.el.dataset.seq = String(frame.seq);
@@ -679,16 +682,47 @@ function onSnapshot(frame) {
   const entry = assistantEntry(frame.message_id);
   entry.resumeAt = 0;
   if (entry.status !== "streaming" || frame.seq < entry.seq) return; // `done` carries the rest
+  if (frame.content) clearQueueNote(entry);
   entry.body.textContent = frame.content;
   entry.seq = frame.seq;
   entry.el.dataset.seq = String(frame.seq);
   scrollToBottom();
 }
 
+function ordinal(n) {
+  const tens = n % 100;
+  const suffix = tens >= 11 && tens <= 13 ? "th" : { 1: "st", 2: "nd", 3: "rd" }[n % 10] || "th";
+  return `${n}${suffix}`;
+}
+
+/** The reply waits for a free slot of its model: say where it is in line until text arrives. */
+function onQueue(frame) {
+  if (frame.conversation_id !== conversationId) return;
+  const entry = assistantEntry(frame.message_id);
+  const position = Number(frame.position);
+  if (entry.status !== "streaming" || entry.seq > 0 || !(position > 0)) {
+    clearQueueNote(entry); // 0: it has a slot now, and text follows
+    return;
+  }
+  let note = $(".queue-note", entry.el);
+  if (!note) {
+    note = make("p", "queue-note");
+    note.dataset.testid = "queue-note";
+    note.setAttribute("role", "status");
+    entry.body.after(note);
+  }
+  note.textContent = `Waiting for a free slot: ${ordinal(position)} in line`;
+}
+
+function clearQueueNote(entry) {
+  $(".queue-note", entry.el)?.remove();
+}
+
 function onDone(frame) {
   bumpConversation(frame.conversation_id);
   if (frame.conversation_id !== conversationId) return;
   const entry = assistantEntry(frame.message_id);
+  clearQueueNote(entry);
   entry.body.classList.remove("is-streaming");
   entry.body.classList.add("markdown");
   entry.body.innerHTML = frame.html || ""; // server-rendered and sanitised; the only innerHTML
@@ -715,6 +749,7 @@ function onDone(frame) {
 
 function onError(frame) {
   if (frame.code === "blocked") return onBlocked(frame);
+  if (frame.code === "rate_limited") return onRateLimited(frame);
   if (frame.code === "suspended") {
     const waiting = frame.client_id ? pendingSends.get(frame.client_id) : undefined;
     if (waiting) failSend(frame.client_id, waiting, "your account is suspended.");
@@ -761,6 +796,34 @@ function onBlocked(frame) {
   }
   updateComposer();
   scrollToBottom();
+  return undefined;
+}
+
+/** Sending too fast: the message was not stored. It goes back to the composer, and the banner
+ * counts down the server's `retry_after` to when sending works again. */
+let rateLimitTimer = null;
+function onRateLimited(frame) {
+  const pending = frame.client_id ? pendingSends.get(frame.client_id) : undefined;
+  if (pending) failSend(frame.client_id, pending, "you were sending too fast.");
+  const until = Date.now() + Math.max(1, Number(frame.retry_after) || 1) * 1000;
+  let shown = "";
+  clearInterval(rateLimitTimer);
+  const tick = () => {
+    const left = Math.ceil((until - Date.now()) / 1000);
+    // Dismissed, or another error took the banner: stop counting and leave it be.
+    const ours = !shown || (!banner.hidden && $(".banner-text", banner).textContent === shown);
+    if (left <= 0 || !ours) {
+      clearInterval(rateLimitTimer);
+      if (shown && ours) hideError();
+      return;
+    }
+    const words = frame.message || "You are sending messages too fast. Try again in 1 s.";
+    shown = words.replace(/\d+ s\.$/, `${left} s.`);
+    showError(shown);
+  };
+  tick();
+  rateLimitTimer = setInterval(tick, 1000);
+  updateComposer();
   return undefined;
 }
 
