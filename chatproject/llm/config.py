@@ -22,9 +22,7 @@ OFFLINE_CONTEXT_WINDOW = 8192
 
 # Keys that describe the served model; every other key of an entry describes its deployments.
 # Keys the product reads itself; any other key of an entry is passed to litellm with each request.
-MODEL_KEYS = frozenset(
-    {"name", "context_window", "max_output_tokens", "fallbacks", "deployments", "max_concurrency"}
-)
+MODEL_KEYS = frozenset({"name", "context_window", "max_output_tokens", "fallbacks", "deployments", "max_concurrency"})
 DEPLOYMENT_KEYS = frozenset({"id", "model", "litellm_model", "api_base", "api_key"})
 # litellm's routing strategies (litellm.types.litellm_params.RoutingStrategyName), spelled out here
 # so a typo is reported when the configuration is read, not on the first chat turn.
@@ -80,7 +78,7 @@ def _deployment(model_name: str, number: int, fields: dict[str, Any]) -> Deploym
         litellm_model=litellm_model,
         api_base=str(fields.get("api_base") or ""),
         api_key=str(fields.get("api_key") or ""),
-        extra={k: v for k, v in fields.items() if k not in DEPLOYMENT_KEYS},
+        extra={k: v for k, v in fields.items() if k not in DEPLOYMENT_KEYS and k not in MODEL_KEYS},
     )
 
 
@@ -107,17 +105,33 @@ def _fallbacks(model_name: str, entries: list[dict[str, Any]]) -> tuple[str, ...
     return tuple(dict.fromkeys(names))
 
 
-def _max_concurrency(model_name: str, entries: list[dict[str, Any]]) -> int | None:
-    raw = _first(entries, "max_concurrency")
-    if raw is None:
-        return None
+def _concurrency_value(model_name: str, raw: object) -> int:
     try:
-        value = int(raw)
-    except (TypeError, ValueError):
+        value = int(str(raw))
+    except ValueError:
         value = -1
     if value < 0:
         raise ImproperlyConfigured(f'LLM_MODELS: "max_concurrency" of {model_name!r} must be a whole number >= 0.')
     return value
+
+
+def _max_concurrency(model_name: str, entries: list[dict[str, Any]]) -> int | None:
+    """The model's LLM-queue limit: the sum of its deployments' `max_concurrency` (each server
+    takes what it can serve; the Router spreads the work over them), set on an entry for all of
+    its deployments or on each item of its `deployments` list. None: LLM_QUEUE_MAX_CONCURRENCY."""
+    per_deployment: list[object] = []
+    for entry in entries:
+        listed = entry.get("deployments")
+        items = listed if isinstance(listed, list) else [{}]
+        per_deployment += [item.get("max_concurrency", entry.get("max_concurrency")) for item in items]
+    given = [raw for raw in per_deployment if raw is not None]
+    if not given:
+        return None
+    if len(given) != len(per_deployment):
+        raise ImproperlyConfigured(
+            f'LLM_MODELS: set "max_concurrency" on every deployment of {model_name!r}, or on none.'
+        )
+    return sum(_concurrency_value(model_name, raw) for raw in given)
 
 
 def _spec(model_name: str, entries: list[dict[str, Any]]) -> ModelSpec:

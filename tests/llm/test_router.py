@@ -263,6 +263,33 @@ async def test_the_products_own_keys_are_never_sent_to_the_provider(
     assert sent is not None and sent["messages"] and "max_concurrency" not in sent
 
 
+@pytest.mark.django_db(transaction=True)
+async def test_the_queue_limit_of_a_routed_model_is_the_sum_of_its_deployments(
+    fakes: dict[str, FakeUpstream], settings: Any
+) -> None:
+    entry: dict[str, Any] = {"name": "pair", **deployment(fakes["a"], "pair-a")}
+    entry["deployments"] = [
+        {"id": "pair-a", "max_concurrency": 3},
+        {"id": "pair-b", "api_base": fakes["b"].url, "max_concurrency": 5},
+    ]
+    serve(settings, entry)
+    assert resolve_model("pair").max_concurrency == 8
+
+    await collect()
+
+    sent = [server.last_request() for server in (fakes["a"], fakes["b"])]
+    assert any(sent) and not any(body and "max_concurrency" in body for body in sent)
+
+
+def test_a_limit_on_some_deployments_only_is_a_clear_error(settings: Any) -> None:
+    settings.LLM_MODELS = [
+        {"name": "pair", "model": "openai/x", "deployments": [{"id": "a", "max_concurrency": 3}, {"id": "b"}]}
+    ]
+    configured_models.cache_clear()
+    with pytest.raises(ImproperlyConfigured, match="every deployment"):
+        configured_models()
+
+
 async def test_when_every_deployment_is_cooling_the_error_says_so(
     fakes: dict[str, FakeUpstream], settings: Any
 ) -> None:
