@@ -13,7 +13,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 export LITELLM_OFFLINE_MODE := true
 export HF_HUB_OFFLINE := 1
 
-.PHONY: venv run test lint bench clean
+.PHONY: venv run test lint bench bench-quick bench-first-delta clean
 
 venv: $(STAMP)
 
@@ -37,7 +37,16 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy .
 
+# The load matrix (1-500 streams, 0 and 20 ms between tokens, WebSocket and SSE), each run against
+# the upstream read directly; a Markdown report in bench/results/. Best on a quiet machine.
+# BENCH_DATABASE_URL picks the database (default: parley_bench on the local server, created if missing).
 bench: venv
+	$(PY) -m bench.load --matrix
+
+bench-quick: venv
+	$(PY) -m bench.load --matrix --quick
+
+bench-first-delta: venv
 	$(PY) -m bench.first_delta
 
 # var/ holds the embedded PostgreSQL/Redis data; deleting it under a running `make run` would

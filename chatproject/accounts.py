@@ -8,14 +8,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth import login
+from django.contrib.auth import login, logout
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 from django.contrib.auth.models import User
-from django.http import HttpRequest, HttpResponse
+from django.core.serializers.json import DjangoJSONEncoder
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
 
 from conversations.limits.ratelimit import Decision, client_ip_from_meta, login_admit, login_succeeded, signup_admit
+from conversations.models import ApiKey, Conversation, Message
+from conversations.services.erasure import ErasureRefused, account_data_export, account_delete
+from memory.models import UserFact
 
 
 def _too_many(response: HttpResponse, decision: Decision) -> HttpResponse:
@@ -59,3 +66,49 @@ class LoginView(auth_views.LoginView):
     def form_valid(self, form: AuthenticationForm) -> HttpResponse:
         login_succeeded(self.admission)
         return super().form_valid(form)
+
+
+# --- the account's own data: download it, or delete the account (conversations/services/erasure.py)
+
+
+def _account_page(request: HttpRequest, *, error: str = "", status: int = 200) -> HttpResponse:
+    user_id = int(request.user.pk or 0)  # login_required
+    held = {
+        "conversations": Conversation.objects.filter(owner_id=user_id).count(),
+        "messages": Message.objects.filter(conversation__owner_id=user_id).count(),
+        "facts": UserFact.objects.filter(user_id=user_id).count(),
+        "api_keys": ApiKey.objects.filter(user_id=user_id).count(),
+    }
+    return render(request, "settings/account.html", {"held": held, "delete_error": error}, status=status)
+
+
+@login_required
+@require_GET
+def account_page(request: HttpRequest) -> HttpResponse:
+    return _account_page(request)
+
+
+@login_required
+@require_GET
+def account_export(request: HttpRequest) -> JsonResponse:
+    """All of the person's data as one JSON file, downloaded."""
+    user: User = request.user  # type: ignore[assignment]  # login_required
+    data = account_data_export(user=user)
+    response = JsonResponse(data, encoder=DjangoJSONEncoder, json_dumps_params={"indent": 2, "ensure_ascii": False})
+    name = f"parley-data-{timezone.now():%Y-%m-%d}.json"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_POST
+def account_delete_view(request: HttpRequest) -> HttpResponse:
+    """Delete the account and everything of it once the password confirms it; then log out."""
+    user: User = request.user  # type: ignore[assignment]  # login_required
+    try:
+        account_delete(user=user, password=request.POST.get("password"))
+    except ErasureRefused as exc:
+        return _account_page(request, error=exc.message, status=400)
+    logout(request)
+    return render(request, "settings/account_deleted.html")

@@ -180,6 +180,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "conversations.tasks.purge_hidden_conversations",
         "schedule": env_float("PURGE_INTERVAL_SECONDS", 3600.0),
     },
+    "apply-retention": {
+        "task": "conversations.tasks.apply_retention",
+        "schedule": env_float("RETENTION_INTERVAL_SECONDS", 3600.0),
+    },
 }
 
 # --- LLM gateway --------------------------------------------------------------------------------
@@ -281,6 +285,39 @@ API_KEYS_PER_USER = env_int("API_KEYS_PER_USER", 20)
 # Stateless API exchanges are kept out of sight this long (for moderation and the after-reply
 # guardrails), then deleted by `hidden_conversations_purge`; their ledger rows and flags stay.
 API_STATELESS_RETENTION_HOURS = env_float("API_STATELESS_RETENTION_HOURS", 24.0)
+# The largest conversations file (our JSON export, ChatGPT's conversations.json or its zip) accepted.
+IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", 50 * 1024 * 1024)
+
+# --- Retention (conversations/services/retention.py, docs/operations.md) ----------------------
+# Conversations not updated for this many days are deleted for good; 0 keeps them forever.
+# Conversations under a moderation hold (an open flag) are kept whatever their age.
+CHAT_RETENTION_DAYS = env_float("CHAT_RETENTION_DAYS", 0.0)
+# Temporary chats are deleted this long after their last activity.
+TEMPORARY_CHAT_RETENTION_HOURS = env_float("TEMPORARY_CHAT_RETENTION_HOURS", 24.0)
+
+# --- Images attached to messages (conversations/services/attachments.py) ------------------------
+# Files go through Django's storage API: the file system under MEDIA_ROOT by default. For an
+# S3-compatible store, install django-storages and set STORAGES["default"] to
+# {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {"bucket_name": ..., "endpoint_url": ...,
+# "access_key": ..., "secret_key": ..., "default_acl": "private", "querystring_auth": True}}.
+# Images are only ever served through the owner-checking view, never from a public URL.
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    **env_json("STORAGES", {}),
+}
+IMAGE_MAX_BYTES = env_int("IMAGE_MAX_BYTES", 10 * 1024 * 1024)
+# Decoded size limits: a small file can still decode to an enormous bitmap.
+IMAGE_MAX_PIXELS = env_int("IMAGE_MAX_PIXELS", 40_000_000)
+IMAGE_MAX_SIDE = env_int("IMAGE_MAX_SIDE", 8192)
+IMAGE_MAX_PER_MESSAGE = env_int("IMAGE_MAX_PER_MESSAGE", 4)
+# What the context builder counts for one image (providers bill images by tiles, not by bytes).
+IMAGE_TOKEN_ESTIMATE = env_int("IMAGE_TOKEN_ESTIMATE", 800)
+# Images of earlier messages sent again with each turn, newest first; older ones become a note.
+CONTEXT_MAX_IMAGES = env_int("CONTEXT_MAX_IMAGES", 4)
+# A default model (LLM_MODEL alone) that reads images; LLM_MODELS entries say `"vision": true`.
+LLM_VISION = env_bool("LLM_VISION", False)
 
 # --- Context window and memory ---------------------------------------------------------------
 # The newest N user/assistant pairs always come first; older turns reach the prompt through the

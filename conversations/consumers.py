@@ -29,8 +29,9 @@ from conversations.events import (
 from conversations.limits.ratelimit import RateLimited, client_ip_from_scope, send_admit_async
 from conversations.models import Message
 from conversations.selectors import conversation_get_for_user, done_frame, message_get, snapshot_frame
-from conversations.services.messages import NOT_FOUND, TurnRejected, messages_reap_interrupted
+from conversations.services.messages import NOT_FOUND, TurnRejected, branch_select, messages_reap_interrupted
 from conversations.services.turns import (
+    PreparedTurn,
     generation_stop,
     local_generation,
     publish,
@@ -151,21 +152,41 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if conversation_id is not None:
             await self._authorized(conversation_id)
         prepared = await database_sync_to_async(turn_prepare)(
-            user=self.user, conversation_id=conversation_id, content=event.get("content")
+            user=self.user,
+            conversation_id=conversation_id,
+            content=event.get("content"),
+            attachments=event.get("attachments"),
         )
         # Join before the first delta is published, or this socket would miss the start.
         await self._watch(str(prepared.start.conversation.pk))
-        generation = await turn_launch(prepared, client_id=client_id)
-        if generation is None and prepared.input_verdict.blocked:
-            await self.send_json(
-                error_event(
-                    "blocked",
-                    prepared.input_verdict.explanation(),
-                    conversation_id=str(prepared.start.conversation.pk),
-                    message_id=prepared.start.user_message.pk,
-                    client_id=client_id,
-                )
-            )
+        await self._launch(prepared, client_id)
+
+    async def on_edit(self, event: dict[str, Any]) -> None:
+        """Send an earlier message again, changed: a new branch beside the old one. Every check of
+        a send applies (rate, guardrails, budget)."""
+        conversation = await self._authorized(event.get("conversation_id"))
+        client_id = event.get("client_id") if isinstance(event.get("client_id"), str) else None
+        await send_admit_async(user_id=self.user.pk, ip=client_ip_from_scope(self.scope))
+        prepared = await database_sync_to_async(turn_prepare)(
+            user=self.user,
+            conversation_id=str(conversation.pk),
+            content=event.get("content"),
+            edit_of=event.get("message_id"),
+        )
+        await self._watch(str(conversation.pk))
+        await self._launch(prepared, client_id)
+
+    async def on_switch(self, event: dict[str, Any]) -> None:
+        """Show another branch: every socket of the conversation is told to redraw it."""
+        conversation = await self._authorized(event.get("conversation_id"))
+        leaf = await database_sync_to_async(branch_select)(
+            user=self.user, conversation_id=str(conversation.pk), message_id=event.get("message_id")
+        )
+        await self._watch(str(conversation.pk))
+        await publish(
+            str(conversation.pk),
+            {"type": "branch", "conversation_id": str(conversation.pk), "active_leaf_id": leaf.pk},
+        )
 
     async def on_regenerate(self, event: dict[str, Any]) -> None:
         """Write a reply again, beside the old one; any node can, whichever wrote the first."""
@@ -177,6 +198,20 @@ class ChatConsumer(AsyncWebsocketConsumer):
         )
         await self._watch(str(conversation.pk))
         await turn_launch(prepared)
+
+    async def _launch(self, prepared: PreparedTurn, client_id: str | None) -> None:
+        """Start the reply of a stored message; a message the guardrails blocked is told here."""
+        generation = await turn_launch(prepared, client_id=client_id)
+        if generation is None and prepared.input_verdict.blocked:
+            await self.send_json(
+                error_event(
+                    "blocked",
+                    prepared.input_verdict.explanation(),
+                    conversation_id=str(prepared.start.conversation.pk),
+                    message_id=prepared.start.user_message.pk,
+                    client_id=client_id,
+                )
+            )
 
     async def on_stop(self, event: dict[str, Any]) -> None:
         conversation = await self._authorized(event.get("conversation_id"))

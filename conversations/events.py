@@ -1,8 +1,8 @@
 """The one definition of what travels over the channel layer and the WebSocket.
 
-Client → server frames: `send`, `regenerate`, `stop`, `resume`, `subscribe`, `ping`.
-Server → client frames: `message.created`, `queue`, `delta`, `snapshot`, `done`, `error`, `subscribed`,
-`pong`.
+Client → server frames: `send`, `edit`, `regenerate`, `switch`, `stop`, `resume`, `subscribe`, `ping`.
+Server → client frames: `message.created`, `queue`, `delta`, `snapshot`, `done`, `branch`, `error`,
+`subscribed`, `pong`.
 Channel-layer events carry the same payloads under a `type` that names the consumer handler
 (`chat.delta` → `chat_delta`). docs/protocol.md describes the exchange for client authors.
 """
@@ -27,6 +27,16 @@ class UsagePayload(TypedDict):
     completion_tokens: int
 
 
+class AttachmentPayload(TypedDict):
+    """An image on a message; `url` is served to its owner only."""
+
+    id: str
+    url: str
+    content_type: str
+    width: int
+    height: int
+
+
 class MessagePayload(TypedDict):
     id: int
     conversation_id: str
@@ -42,6 +52,10 @@ class MessagePayload(TypedDict):
     prompt_tokens: int | None
     completion_tokens: int | None
     error: dict[str, str] | None
+    attachments: NotRequired[list[AttachmentPayload]]
+    # The message and its siblings (same parent), oldest first: present when the message starts a
+    # branch (an edit, a regenerated reply) and on pages; the client draws "‹ 2 / 3 ›" from it.
+    siblings: NotRequired[list[int]]
 
 
 # --- server → client (and the channel-layer events that carry them) ----------------------------
@@ -112,6 +126,14 @@ class ErrorEvent(TypedDict):
     retry_after: NotRequired[int]  # seconds, with `rate_limited`
 
 
+class BranchEvent(TypedDict):
+    """The conversation now shows another branch (a `switch` from any tab): redraw it."""
+
+    type: Literal["branch"]
+    conversation_id: str
+    active_leaf_id: int
+
+
 class SubscribedEvent(TypedDict):
     type: Literal["subscribed"]
     conversation_id: str
@@ -125,7 +147,7 @@ class GroupEnvelope(TypedDict):
     """A server frame wrapped for group_send: `type` routes it, `frame` is sent as is."""
 
     type: Literal["chat.frame"]
-    frame: MessageCreatedEvent | QueueEvent | DeltaEvent | DoneEvent
+    frame: MessageCreatedEvent | QueueEvent | DeltaEvent | DoneEvent | BranchEvent
 
 
 class StopRequest(TypedDict):
@@ -144,7 +166,7 @@ class SnapshotReply(TypedDict):
 
 # --- client → server --------------------------------------------------------------------------
 
-CLIENT_EVENT_TYPES = frozenset({"send", "regenerate", "stop", "resume", "subscribe", "ping"})
+CLIENT_EVENT_TYPES = frozenset({"send", "edit", "regenerate", "switch", "stop", "resume", "subscribe", "ping"})
 
 
 def error_event(

@@ -6,8 +6,10 @@ import uuid
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Q
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
 from pgvector.django import HnswIndex, VectorField
 
 EMBEDDING_DIMENSIONS = 384
@@ -71,6 +73,12 @@ class Message(models.Model):
     context_report = models.JSONField(null=True, blank=True)
     embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS, null=True, blank=True)
     embedding_model = models.CharField(max_length=200, blank=True, default="")
+    # The table also has a column `search_vector` (tsvector, generated from `content`) and its GIN
+    # index, made by migration 0006_search and read only by conversations/search.py in SQL. It is
+    # not a field here so that ordinary message queries do not load it.
+    # Likewise `segment` (bigint): the chain of the tree the message belongs to, set by a trigger
+    # on insert (migration 0010_message_segments) and read in SQL by memory/selectors.py to tell the
+    # active branch's ancestors from other branches. Not a field, so a save() cannot overwrite it.
     created_at = models.DateTimeField(auto_now_add=True)
     # Doubles as the heartbeat of a streaming row: the reaper treats a stale one as orphaned.
     updated_at = models.DateTimeField(auto_now=True)
@@ -263,3 +271,82 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+# --- Share links (conversations/services/shares.py, docs/data.md) ----------------------------------
+
+
+class SharedConversation(models.Model):
+    """A read-only snapshot of a conversation's active branch, seen by anyone holding the link.
+
+    The snapshot is copied at share time, so later messages, edits and branches never show; the
+    token is 256 random bits in the URL and is the only thing that grants access.
+    """
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="shares")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="shared_conversations")
+    token = models.CharField(max_length=64, unique=True)
+    title = models.CharField(max_length=200)
+    # [{"role", "content", "model", "created_at"}, ...]: the branch from the root, oldest first.
+    snapshot = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["owner", "-created_at"], name="share_owner_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.title} ({'revoked' if self.revoked_at else 'active'})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+# --- Images attached to messages (conversations/services/attachments.py) ---------------------------
+
+
+def attachment_path(instance: Attachment, filename: str) -> str:
+    # Random names: the owner's id or the upload's name in a path would leak through a listing.
+    return f"attachments/{uuid.uuid4().hex[:2]}/{uuid.uuid4().hex}{filename[filename.rfind('.') :]}"
+
+
+class Attachment(models.Model):
+    """An image a user uploaded, linked to the message it was sent with (None until sent).
+
+    The file lives in Django's default storage and is only ever served through a view that checks
+    the owner; `sha256` lets a later upload of the same bytes be recognised.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="attachments")
+    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.CASCADE, related_name="attachments")
+    file = models.FileField(upload_to=attachment_path, max_length=200)
+    content_type = models.CharField(max_length=32)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    bytes = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["owner", "created_at"], name="attachment_owner_created")]
+
+    def __str__(self) -> str:
+        return f"{self.content_type} {self.width}×{self.height}"
+
+    @property
+    def format_label(self) -> str:
+        """`PNG, 640×480`: how prompts and notes name the image."""
+        return f"{self.content_type.rsplit('/', 1)[-1].upper()}, {self.width}×{self.height}"
+
+
+@receiver(post_delete, sender=Attachment)
+def _attachment_file_delete(sender: type[Attachment], instance: Attachment, **kwargs: object) -> None:
+    # Rows go by cascade too (a message, a conversation, an account erased), so the file follows the
+    # row here rather than in each service; after commit, so a rolled-back delete keeps its file.
+    name, storage = instance.file.name, instance.file.storage
+    if name:
+        transaction.on_commit(lambda: storage.delete(name))

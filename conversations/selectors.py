@@ -5,10 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING
 
+from django.db import connection
 from django.db.models import QuerySet
+from django.urls import reverse
 
-from conversations.events import DoneEvent, MessagePayload, SnapshotEvent
-from conversations.models import Conversation, Message
+from conversations.events import AttachmentPayload, DoneEvent, MessagePayload, SnapshotEvent
+from conversations.models import Attachment, Conversation, Message
 from conversations.rendering import render_markdown
 
 if TYPE_CHECKING:
@@ -52,6 +54,47 @@ def branch_messages(*, conversation: Conversation, leaf_id: int | None = None) -
     return path
 
 
+_FORKS_SQL = """
+SELECT parent_id, array_agg(id ORDER BY id) FROM conversations_message
+WHERE conversation_id = %s GROUP BY parent_id HAVING count(*) > 1
+"""
+
+
+def conversation_forks(*, conversation_id: str | uuid.UUID) -> dict[int | None, list[int]]:
+    """Every set of siblings in a conversation, by parent id (None: several first messages), oldest
+    first: what the "‹ 2 / 3 ›" controls of a page are drawn from. Few rows: only forks."""
+    with connection.cursor() as cursor:
+        cursor.execute(_FORKS_SQL, [str(conversation_id)])
+        return {parent_id: list(ids) for parent_id, ids in cursor.fetchall()}
+
+
+def sibling_ids(*, message: Message) -> list[int]:
+    """The message and its siblings (same parent), oldest first."""
+    siblings = Message.objects.filter(conversation_id=message.conversation_id, parent_id=message.parent_id)
+    if message.parent_id is None:
+        siblings = Message.objects.filter(conversation_id=message.conversation_id, parent__isnull=True)
+    return list(siblings.order_by("id").values_list("id", flat=True))
+
+
+_NEWEST_DESCENDANT_SQL = """
+WITH RECURSIVE below(id) AS (
+    SELECT %s::bigint
+    UNION ALL
+    SELECT m.id FROM conversations_message m JOIN below ON m.parent_id = below.id
+)
+SELECT max(id) FROM below
+"""
+
+
+def newest_descendant_id(*, message_id: int) -> int:
+    """The newest message under a message (itself when it has none). It is a leaf: a child is
+    always newer than its parent."""
+    with connection.cursor() as cursor:
+        cursor.execute(_NEWEST_DESCENDANT_SQL, [message_id])
+        row = cursor.fetchone()
+    return int(row[0]) if row and row[0] is not None else message_id
+
+
 _BRANCH_TAIL_SQL = """
 WITH RECURSIVE path(id, parent_id, depth) AS (
     SELECT id, parent_id, 0 FROM conversations_message WHERE id = %(leaf)s
@@ -88,9 +131,11 @@ def message_get(*, message_id: int) -> Message | None:
     return Message.objects.filter(pk=message_id).defer("embedding").first()
 
 
-def message_payload(message: Message) -> MessagePayload:
+def message_payload(message: Message, *, siblings: list[int] | None = None) -> MessagePayload:
+    """A message as pages and frames carry it; `siblings` (the message and its siblings, oldest
+    first) where it is known, for the controls that move between branches."""
     final = message.status != Message.Status.STREAMING
-    return {
+    payload: MessagePayload = {
         "id": message.pk,
         "conversation_id": str(message.conversation_id),
         "parent_id": message.parent_id,
@@ -107,6 +152,21 @@ def message_payload(message: Message) -> MessagePayload:
         "prompt_tokens": message.prompt_tokens,
         "completion_tokens": message.completion_tokens,
         "error": {"code": message.error_code, "message": message.error_message} if message.error_code else None,
+        # Prefetch `attachments` where many messages are shown, and in sync code before an async send.
+        "attachments": [attachment_payload(a) for a in message.attachments.all()],
+    }
+    if siblings is not None:
+        payload["siblings"] = siblings
+    return payload
+
+
+def attachment_payload(attachment: Attachment) -> AttachmentPayload:
+    return {
+        "id": str(attachment.pk),
+        "url": reverse("attachment-file", args=[attachment.pk]),
+        "content_type": attachment.content_type,
+        "width": attachment.width,
+        "height": attachment.height,
     }
 
 

@@ -7,6 +7,7 @@ from celery import shared_task
 
 from conversations.selectors import done_frame
 from conversations.services.messages import hidden_conversations_purge, messages_reap_interrupted
+from conversations.services.retention import retention_apply
 from conversations.services.turns import publish
 
 
@@ -23,3 +24,11 @@ def reap_interrupted() -> int:
 def purge_hidden_conversations() -> int:
     """Delete the API's stateless exchanges (and deleted temporary chats) past their retention."""
     return hidden_conversations_purge()
+
+
+@shared_task(name="conversations.tasks.apply_retention", ignore_result=True)
+def apply_retention() -> int:
+    """Delete conversations past the operator's retention, temporary chats past theirs and chats
+    their owners deleted, except those under a moderation hold. Idempotent: a second run finds
+    nothing more to delete."""
+    return retention_apply().purged

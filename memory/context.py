@@ -8,6 +8,10 @@ summarized. A provider never sees a request over `window - reserved_output` toke
 
 The final prompt is in conversation order: one system message (instructions, then facts, summary
 and recalled turns as quoted data), the kept turns oldest first, the new message last.
+
+Images ride on turns as references: the newest `max_images` of them (the new message's first) are
+sent, each counted as `image_tokens`; older ones become a short note in their turn's text, so the
+model still knows an image was there. `prompt_messages` turns references into image parts.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from chatproject.llm.types import ChatMessage
+from chatproject.llm.types import ChatMessage, PromptMessage
 
 TokenCounter = Callable[[list[ChatMessage]], int]
 
@@ -33,10 +37,20 @@ MIN_USER_TOKENS = 16
 
 
 @dataclass(frozen=True)
+class ImageRef:
+    """An image attached to a turn: `ref` is what the caller resolves to a URL, `label` names it
+    in a note when the image itself is not sent (`PNG, 640×480`)."""
+
+    ref: str
+    label: str
+
+
+@dataclass(frozen=True)
 class Turn:
     role: str
     content: str
     message_id: int | None = None
+    images: tuple[ImageRef, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -62,6 +76,10 @@ class ContextInputs:
     recalled: Sequence[Recalled] = ()
     facts: Sequence[Fact] = ()
     recent_turns: int = 5
+    user_images: tuple[ImageRef, ...] = ()
+    # Tokens one image is counted as, and how many images (newest first) the prompt carries.
+    image_tokens: int = 0
+    max_images: int = 0
 
 
 @dataclass
@@ -90,6 +108,47 @@ class ContextReport:
 class BuiltContext:
     messages: list[ChatMessage]
     report: ContextReport
+    # The images of each message, in step with `messages` (empty when no message has any).
+    images: list[tuple[ImageRef, ...]] = field(default_factory=list)
+
+
+def image_note(image: ImageRef) -> str:
+    return f"[An image was attached here ({image.label}); it is not sent again.]"
+
+
+def _with_notes(content: str, images: Sequence[ImageRef]) -> str:
+    return "\n".join([content, *(image_note(image) for image in images)]) if images else content
+
+
+def _images_in_budget(inputs: ContextInputs) -> tuple[tuple[ImageRef, ...], list[Turn]]:
+    """The new message's images and the history, with only the newest `max_images` images kept
+    as images; the rest are notes in their turn's text."""
+    left = max(inputs.max_images, 0)
+    user_images = inputs.user_images[:left]
+    left -= len(user_images)
+    history: list[Turn] = []
+    for turn in reversed(inputs.history):
+        kept = turn.images[:left]
+        left -= len(kept)
+        dropped = turn.images[len(kept) :]
+        history.append(Turn(turn.role, _with_notes(turn.content, dropped), turn.message_id, kept) if dropped else turn)
+    history.reverse()
+    return user_images, history
+
+
+def prompt_messages(built: BuiltContext, resolve: Callable[[ImageRef], str]) -> list[PromptMessage]:
+    """The prompt as sent: a message with images becomes OpenAI-style parts, text first, then one
+    `image_url` part per image with the URL `resolve` gives (a base64 data URL)."""
+    images = built.images or [()] * len(built.messages)
+    prompt: list[PromptMessage] = []
+    for message, refs in zip(built.messages, images, strict=True):
+        if not refs:
+            prompt.append({"role": message["role"], "content": message["content"]})
+            continue
+        parts: list[dict[str, object]] = [{"type": "text", "text": message["content"]}]
+        parts += [{"type": "image_url", "image_url": {"url": resolve(ref)}} for ref in refs]
+        prompt.append({"role": message["role"], "content": parts})
+    return prompt
 
 
 class _Budget:
@@ -141,7 +200,7 @@ def _quoted_turn(turn: Turn) -> str:
 
 
 def _take_newest(
-    turns: Sequence[Turn], budget: _Budget, count: TokenCounter, limit: int | None = None
+    turns: Sequence[Turn], budget: _Budget, count: TokenCounter, limit: int | None = None, image_tokens: int = 0
 ) -> tuple[list[Turn], int]:
     """Newest turns, whole, while they fit; stops at the first that does not (no gaps)."""
     kept: list[Turn] = []
@@ -149,7 +208,7 @@ def _take_newest(
     for turn in reversed(turns):
         if limit is not None and len(kept) >= limit:
             break
-        cost = count([_turn_message(turn)])
+        cost = count([_turn_message(turn)]) + len(turn.images) * image_tokens
         if not budget.take(cost):
             break
         kept.append(turn)
@@ -166,14 +225,18 @@ def build_context(inputs: ContextInputs, *, window: int, reserved_output: int, c
     system_tokens = count([{"role": "system", "content": f"{system_prompt}\n\n{DATA_RULE}"}])
     budget.take(system_tokens)
 
-    user_text = fit_text(inputs.user_message, max(budget.left - PER_MESSAGE_OVERHEAD, MIN_USER_TOKENS), count)
-    report.truncated_user_message = user_text != inputs.user_message
-    user_tokens = count([{"role": "user", "content": user_text}])
+    user_images, history = _images_in_budget(inputs)
+    user_message = _with_notes(inputs.user_message, inputs.user_images[len(user_images) :])
+    image_tokens = max(inputs.image_tokens, 0)
+    room = budget.left - PER_MESSAGE_OVERHEAD - len(user_images) * image_tokens
+    user_text = fit_text(user_message, max(room, MIN_USER_TOKENS), count)
+    report.truncated_user_message = user_text != user_message
+    user_tokens = count([{"role": "user", "content": user_text}]) + len(user_images) * image_tokens
     budget.take(user_tokens)
 
     recent_limit = max(inputs.recent_turns, 0) * 2
-    recent_pool = list(inputs.history[-recent_limit:]) if recent_limit else []
-    recent, recent_tokens = _take_newest(recent_pool, budget, count)
+    recent_pool = list(history[-recent_limit:]) if recent_limit else []
+    recent, recent_tokens = _take_newest(recent_pool, budget, count, image_tokens=image_tokens)
 
     summary_text, summary_tokens = "", 0
     if inputs.summary:
@@ -213,11 +276,11 @@ def build_context(inputs: ContextInputs, *, window: int, reserved_output: int, c
         facts_tokens += heading
         budget.used += heading
 
-    older_pool = [t for t in inputs.history[: len(inputs.history) - len(recent)] if t.message_id not in in_prompt]
+    older_pool = [t for t in history[: len(history) - len(recent)] if t.message_id not in in_prompt]
     older: list[Turn] = []
     older_tokens = 0
     if len(recent) == len(recent_pool):  # only continue backwards if the recent window is whole
-        older, older_tokens = _take_newest(older_pool, budget, count)
+        older, older_tokens = _take_newest(older_pool, budget, count, image_tokens=image_tokens)
 
     system = _system_message(system_prompt, facts, summary_text, recalled)
     if not (facts or summary_text or recalled):
@@ -225,6 +288,7 @@ def build_context(inputs: ContextInputs, *, window: int, reserved_output: int, c
         system_tokens = count([system])
     messages: list[ChatMessage] = [system, *(_turn_message(t) for t in [*older, *recent])]
     messages.append({"role": "user", "content": user_text})
+    images: list[tuple[ImageRef, ...]] = [(), *(t.images for t in [*older, *recent]), user_images]
 
     report.tiers = {
         "system": system_tokens,
@@ -241,6 +305,7 @@ def build_context(inputs: ContextInputs, *, window: int, reserved_output: int, c
         "recalled": len(recalled),
         "facts": len(facts),
         "older": len(older),
+        "images": sum(len(refs) for refs in images),
     }
     report.dropped = {
         "recent": len(recent_pool) - len(recent),
@@ -248,9 +313,13 @@ def build_context(inputs: ContextInputs, *, window: int, reserved_output: int, c
         "recalled": sum(1 for r in inputs.recalled if r.turn.message_id not in in_prompt),
         "facts": len(inputs.facts) - len(facts),
         "older": len(older_pool) - len(older),
+        "images": len(inputs.user_images) + sum(len(t.images) for t in inputs.history) - report.included["images"],
     }
-    report.tokens_used = count(messages)
-    return _enforce_budget(messages, report, count)
+    return _enforce_budget(messages, images, report, _counter_with_images(count, image_tokens))
+
+
+def _counter_with_images(count: TokenCounter, image_tokens: int) -> Callable[[list[ChatMessage], int], int]:
+    return lambda messages, image_count: count(messages) + image_count * image_tokens
 
 
 def _fit_summary(summary: str, budget: int, count: TokenCounter) -> str:
@@ -279,10 +348,23 @@ def _system_message(prompt: str, facts: Sequence[Fact], summary: str, recalled: 
     return {"role": "system", "content": "\n\n".join(parts)}
 
 
-def _enforce_budget(messages: list[ChatMessage], report: ContextReport, count: TokenCounter) -> BuiltContext:
+def _enforce_budget(
+    messages: list[ChatMessage],
+    images: list[tuple[ImageRef, ...]],
+    report: ContextReport,
+    count: Callable[[list[ChatMessage], int], int],
+) -> BuiltContext:
     """Tier sums are estimates of the joined text; if the real count is over, drop oldest turns."""
+
+    def total() -> int:
+        return count(messages, sum(len(refs) for refs in images))
+
+    report.tokens_used = total()
     while report.tokens_used > report.budget and len(messages) > 2:
         del messages[1]
+        dropped_images = len(images.pop(1))
         report.dropped["recent"] = report.dropped.get("recent", 0) + 1
-        report.tokens_used = count(messages)
-    return BuiltContext(messages=messages, report=report)
+        report.included["images"] = report.included.get("images", 0) - dropped_images
+        report.dropped["images"] = report.dropped.get("images", 0) + dropped_images
+        report.tokens_used = total()
+    return BuiltContext(messages=messages, report=report, images=images)

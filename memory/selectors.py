@@ -27,7 +27,43 @@ def memory_enabled(*, user_id: int) -> bool:
 
 
 def current_summary(*, conversation_id: str | UUID) -> ConversationSummary | None:
+    """The newest summary of any branch; `summary_for_branch` is the one a branch may use."""
     return ConversationSummary.objects.filter(conversation_id=conversation_id).order_by("-through_message_id").first()
+
+
+# The chains (`conversations_message.segment`, see migration 0010_message_segments) on the path from
+# the root to %(leaf)s, each with the last id of the chain on that path: a message is an ancestor of
+# the leaf (or the leaf) when its chain is listed and its id is at most that chain's cutoff. The walk
+# takes one step per fork on the path, not one per message.
+_SEGMENTS_CTE = """
+segs(segment, cutoff) AS (
+    SELECT m.segment, m.id FROM conversations_message m WHERE m.id = %(leaf)s
+    UNION ALL
+    SELECT p.segment, p.id
+    FROM segs JOIN conversations_message h ON h.id = segs.segment
+    JOIN conversations_message p ON p.id = h.parent_id
+)"""
+# A correlated scalar subquery, not EXISTS: the planner keeps it a per-row filter, so the recall's
+# HNSW index scan stays an ordered walk instead of becoming a join.
+_ON_BRANCH = "{alias}.id <= (SELECT max(cutoff) FROM segs WHERE segs.segment = {alias}.segment)"
+
+_BRANCH_SUMMARY_SQL = f"""
+WITH RECURSIVE {_SEGMENTS_CTE}
+SELECT s.* FROM memory_conversationsummary s JOIN conversations_message b ON b.id = s.through_message_id
+WHERE s.conversation_id = %(conversation)s AND {_ON_BRANCH.format(alias="b")}
+ORDER BY s.through_message_id DESC LIMIT 1
+"""
+
+
+def summary_for_branch(*, conversation_id: str | UUID, leaf_id: int | None) -> ConversationSummary | None:
+    """The newest summary whose last covered message is on the branch ending at leaf_id: a summary
+    written on another branch covers turns this branch never had, so it is ignored."""
+    if leaf_id is None:
+        return None
+    rows = list(
+        ConversationSummary.objects.raw(_BRANCH_SUMMARY_SQL, {"leaf": leaf_id, "conversation": str(conversation_id)})
+    )
+    return rows[0] if rows else None
 
 
 def facts_for_user(*, user_id: int) -> list[UserFact]:
@@ -43,10 +79,12 @@ def facts_for_user(*, user_id: int) -> list[UserFact]:
 # tail after the summary's boundary, recalled turns and facts. A turn pays one round trip and one
 # plan instead of five ORM queries (each costs more in Python than in PostgreSQL at this size).
 _CONTEXT_SQL = """
-WITH RECURSIVE
+WITH RECURSIVE{segments},
 summary AS (
-    SELECT text, through_message_id FROM memory_conversationsummary
-    WHERE conversation_id = %(conversation)s ORDER BY through_message_id DESC LIMIT 1
+    SELECT s.text, s.through_message_id
+    FROM memory_conversationsummary s JOIN conversations_message b ON b.id = s.through_message_id
+    WHERE s.conversation_id = %(conversation)s AND {boundary_on_branch}
+    ORDER BY s.through_message_id DESC LIMIT 1
 ),
 path(id, parent_id, depth) AS (
     SELECT id, parent_id, 0 FROM conversations_message WHERE id = %(leaf)s
@@ -71,7 +109,8 @@ WHERE m.role IN ('user', 'assistant') AND m.content <> '' AND m.status <> 'block
 ORDER BY kind, depth DESC, distance
 """
 
-# Older turns of this conversation and the user's facts nearest the query. The threshold is applied
+# Older turns of this branch (ancestors only: never a sibling reply or an edited-away message) and
+# the user's facts nearest the query. The threshold is applied
 # in Python on the few rows returned: inside the query it would make the index walk look for rows
 # it can never find (a question unrelated to anything said earlier would scan the whole graph).
 _RECALL_CTES = """,
@@ -81,6 +120,7 @@ recalled AS (
     WHERE m.conversation_id = %(conversation)s AND m.role IN ('user', 'assistant')
       AND m.embedding IS NOT NULL AND m.status <> 'blocked'
       AND m.id <> ALL(%(exclude)s) AND m.id NOT IN (SELECT id FROM path)
+      AND {recalled_on_branch}
     ORDER BY distance LIMIT %(recall_limit)s
 ),
 facts AS (
@@ -96,8 +136,13 @@ SELECT 'recalled', r.id, m.role, m.content, m.redacted_content, r.distance, 0
 FROM recalled r JOIN conversations_message m ON m.id = r.id
 UNION ALL
 SELECT 'fact', f.id, '', f.text, '', f.distance, 0 FROM facts f"""
-_CONTEXT_WITH_QUERY = _CONTEXT_SQL.format(recall_ctes=_RECALL_CTES, recall_selects=_RECALL_SELECTS)
-_CONTEXT_WITHOUT_QUERY = _CONTEXT_SQL.format(recall_ctes="", recall_selects="")
+_BRANCH_PARTS = {"segments": _SEGMENTS_CTE, "boundary_on_branch": _ON_BRANCH.format(alias="b")}
+_CONTEXT_WITH_QUERY = _CONTEXT_SQL.format(
+    recall_ctes=_RECALL_CTES.format(recalled_on_branch=_ON_BRANCH.format(alias="m")),
+    recall_selects=_RECALL_SELECTS,
+    **_BRANCH_PARTS,
+)
+_CONTEXT_WITHOUT_QUERY = _CONTEXT_SQL.format(recall_ctes="", recall_selects="", **_BRANCH_PARTS)
 
 
 def _vector_literal(values: Sequence[float]) -> str:

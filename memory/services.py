@@ -22,7 +22,7 @@ from chatproject.llm.prompts import facts_prompt, parse_facts, summary_prompt
 from conversations.models import Conversation, Message, UsageRecord
 from conversations.selectors import branch_tail
 from memory.models import ConversationSummary, MemoryProfile, UserFact
-from memory.selectors import CHAT_ROLES, current_summary
+from memory.selectors import CHAT_ROLES, summary_for_branch
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -63,6 +63,35 @@ def message_embed(*, message_id: int) -> bool:
     return updated == 1
 
 
+EMBED_BATCH = 32
+
+
+def conversation_embed(*, conversation_id: str) -> int:
+    """Embed every finished message of a conversation not yet embedded by the current model, in
+    batches (an imported or copied conversation arrives with none); returns how many were stored."""
+    name = embeddings.model_name()
+    pending = list(
+        Message.objects.filter(
+            conversation_id=conversation_id, status__in=EMBEDDABLE_STATUSES, role__in=CHAT_ROLES
+        )
+        .exclude(embedding_model=name)
+        .exclude(content="")
+        .only("content", "redacted_content")
+        .order_by("id")
+    )
+    stored = 0
+    for start in range(0, len(pending), EMBED_BATCH):
+        batch = pending[start : start + EMBED_BATCH]
+        vectors = embeddings.embed([message.model_content for message in batch])
+        for message, vector in zip(batch, vectors, strict=True):
+            stored += (
+                Message.objects.filter(pk=message.pk)
+                .exclude(embedding_model=name)
+                .update(embedding=vector, embedding_model=name)
+            )
+    return stored
+
+
 # --- summaries --------------------------------------------------------------------------------
 
 
@@ -77,7 +106,8 @@ def _summary_plan(conversation: Conversation) -> SummaryPlan | None:
     """Which turns the next summary covers, or None while too few tokens lie outside the window."""
     if conversation.active_leaf_id is None:
         return None
-    previous = current_summary(conversation_id=conversation.pk)
+    # The summary of this branch: one written on a branch the user left covers turns not on this one.
+    previous = summary_for_branch(conversation_id=conversation.pk, leaf_id=conversation.active_leaf_id)
     tail = branch_tail(
         leaf_id=conversation.active_leaf_id,
         limit=int(settings.SUMMARY_SCAN_LIMIT),
@@ -100,7 +130,8 @@ def _summary_plan(conversation: Conversation) -> SummaryPlan | None:
 
 
 def summary_refresh(*, conversation_id: str | UUID) -> ConversationSummary | None:
-    """Extend the conversation's rolling summary when enough turns left the recent window."""
+    """Extend the rolling summary of the conversation's active branch when enough of its turns
+    left the recent window."""
     conversation = Conversation.objects.filter(pk=conversation_id, deleted_at__isnull=True).first()
     if conversation is None:
         return None

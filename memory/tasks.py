@@ -21,6 +21,12 @@ def embed_message(message_id: int) -> bool:
     return services.message_embed(message_id=message_id)
 
 
+@shared_task(name="memory.tasks.embed_conversation", ignore_result=True, acks_late=True, max_retries=3)
+def embed_conversation(conversation_id: str) -> int:
+    """Embed an imported or copied conversation's messages, so recall and search find them."""
+    return services.conversation_embed(conversation_id=conversation_id)
+
+
 @shared_task(name="memory.tasks.refresh_summary", ignore_result=True, acks_late=True)
 def refresh_summary(conversation_id: str) -> int:
     """Extend the rolling summary while turns outside the recent window pass the threshold."""

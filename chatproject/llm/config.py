@@ -22,7 +22,9 @@ OFFLINE_CONTEXT_WINDOW = 8192
 
 # Keys that describe the served model; every other key of an entry describes its deployments.
 # Keys the product reads itself; any other key of an entry is passed to litellm with each request.
-MODEL_KEYS = frozenset({"name", "context_window", "max_output_tokens", "fallbacks", "deployments", "max_concurrency"})
+MODEL_KEYS = frozenset(
+    {"name", "context_window", "max_output_tokens", "fallbacks", "deployments", "max_concurrency", "vision"}
+)
 DEPLOYMENT_KEYS = frozenset({"id", "model", "litellm_model", "api_base", "api_key"})
 # litellm's routing strategies (litellm.types.litellm_params.RoutingStrategyName), spelled out here
 # so a typo is reported when the configuration is read, not on the first chat turn.
@@ -150,6 +152,8 @@ def _spec(model_name: str, entries: list[dict[str, Any]]) -> ModelSpec:
         extra=first.extra,
         deployments=tuple(deployments),
         fallbacks=_fallbacks(model_name, entries),
+        # The offline model reads images (it acknowledges them), so images work with no key.
+        vision=_first(entries, "vision") is True or first.litellm_model.startswith("offline/"),
     )
 
 
@@ -177,6 +181,7 @@ def _default_entry() -> dict[str, Any]:
         "api_base": settings.LLM_API_BASE,
         "api_key": settings.LLM_API_KEY,
         "context_window": settings.LLM_CONTEXT_WINDOW,
+        "vision": bool(settings.LLM_VISION),
     }
 
 

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -24,7 +24,17 @@ from chatproject.llm.config import (
     resolve_model,
     router_settings,
 )
-from chatproject.llm.types import ChatMessage, Delta, Deployment, LLMError, ModelSpec, Usage
+from chatproject.llm.types import (
+    ChatMessage,
+    Delta,
+    Deployment,
+    LLMError,
+    ModelSpec,
+    PromptMessage,
+    Usage,
+    message_image_count,
+    message_text,
+)
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -99,7 +109,7 @@ class _StreamState:
 
 
 async def stream(
-    messages: list[ChatMessage],
+    messages: Sequence[ChatMessage | PromptMessage],
     *,
     model: str | None = None,
     user: str = "",
@@ -115,7 +125,7 @@ async def stream(
     spec = resolve_model(model)
     await _imported()
     request = {
-        "messages": messages,
+        "messages": list(messages),
         "max_tokens": max_tokens or spec.max_output_tokens,
         "stream": True,
         "stream_options": {"include_usage": True},
@@ -356,18 +366,26 @@ async def _close_quietly(response: Any) -> None:
 REPLY_PRIMING_TOKENS = 3
 
 
-def count_tokens(messages: list[ChatMessage], model: str | None = None) -> int:
+def count_tokens(messages: Sequence[ChatMessage | PromptMessage], model: str | None = None) -> int:
     """Prompt tokens as the model's tokenizer counts them (litellm falls back to cl100k).
 
     A request's count is the sum of its messages' counts less the reply priming each single-message
     count includes, so each message is tokenized once and remembered: building a prompt asks about
-    the same history turns on every turn of a conversation.
+    the same history turns on every turn of a conversation. An image counts IMAGE_TOKEN_ESTIMATE:
+    providers bill images by their own tiling, which no local tokenizer knows.
     """
     litellm_model = resolve_model(model).litellm_model
     if not messages:
         return 0
-    counts = [_message_tokens(litellm_model, m["role"], m["content"]) for m in messages]
-    return sum(counts) - REPLY_PRIMING_TOKENS * (len(counts) - 1)
+    counts = [_message_tokens(litellm_model, m["role"], message_text(m)) for m in messages]
+    images = sum(message_image_count(m) for m in messages)
+    return sum(counts) - REPLY_PRIMING_TOKENS * (len(counts) - 1) + images * _image_tokens()
+
+
+def _image_tokens() -> int:
+    from django.conf import settings
+
+    return int(settings.IMAGE_TOKEN_ESTIMATE)
 
 
 @lru_cache(maxsize=8192)

@@ -8,6 +8,9 @@ model is configured, so nobody mistakes them for a real answer.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import io
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -34,6 +37,40 @@ def last_user_text(messages: list[dict[str, Any]]) -> str:
     return ""
 
 
+def last_user_images(messages: list[dict[str, Any]]) -> list[str]:
+    """The image URLs of the latest user message (data URLs: the offline model reads no network)."""
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if not isinstance(content, list):
+                return []
+            return [
+                str(part.get("image_url", {}).get("url", ""))
+                for part in content
+                if isinstance(part, dict) and part.get("type") == "image_url"
+            ]
+    return []
+
+
+def describe_image(url: str) -> str:
+    """`PNG, 640×480` for a data URL the image decoder reads; `unreadable` otherwise."""
+    from PIL import Image, UnidentifiedImageError
+
+    header, _, payload = url.partition(",")
+    if not header.startswith("data:") or not header.endswith(";base64"):
+        return "not attached inline"
+    try:
+        with Image.open(io.BytesIO(base64.b64decode(payload, validate=True))) as image:
+            return f"{image.format}, {image.width}×{image.height}"
+    except (binascii.Error, UnidentifiedImageError, OSError, ValueError):
+        return "unreadable"
+
+
+def image_acknowledgement(urls: list[str]) -> str:
+    """One deterministic line per image: the offline model cannot see, but it can say what it got."""
+    return "\n".join(f"I see an image ({describe_image(url)})." for url in urls)
+
+
 def _excerpt(text: str, limit: int = 160) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
@@ -48,10 +85,12 @@ def compose_reply(messages: list[dict[str, Any]]) -> str:
     text = last_user_text(messages)
     words = text.split()
     turns = sum(1 for m in messages if m.get("role") == "user")
+    images = last_user_images(messages)
     lines = [
         "**Offline model.** No language model is configured for this server, so this reply is "
         "composed locally and deterministically.",
         "",
+        *([image_acknowledgement(images), ""] if images else []),
         f"You wrote {len(words)} word{'s' if len(words) != 1 else ''}: “{_excerpt(text)}”",
         "",
         "What I can tell you about this conversation:",
@@ -83,7 +122,14 @@ def estimate_tokens(text: str) -> int:
 
 
 def _prompt_tokens(messages: list[dict[str, Any]]) -> int:
-    return sum(estimate_tokens(str(m.get("content", ""))) + 4 for m in messages)
+    # Counted on text only: an image's base64 is not what any model bills.
+    return sum(estimate_tokens(_text_of(m.get("content"))) + 4 for m in messages)
+
+
+def _text_of(content: object) -> str:
+    if isinstance(content, list):
+        return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return str(content or "")
 
 
 def _usage(messages: list[dict[str, Any]], reply: str) -> dict[str, int]:

@@ -3,12 +3,33 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TypedDict
+from typing import Any, TypedDict
 
 
 class ChatMessage(TypedDict):
     role: str
     content: str
+
+
+class PromptMessage(TypedDict):
+    """A message as sent to a model: text, or OpenAI-style parts when a user message carries images:
+    [{"type": "text", "text": …}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,…"}}]"""
+
+    role: str
+    content: str | list[dict[str, Any]]
+
+
+def message_text(message: ChatMessage | PromptMessage) -> str:
+    """The text of a message, whether its content is a string or a list of parts."""
+    content = message["content"]
+    if isinstance(content, str):
+        return content
+    return "\n".join(str(part.get("text", "")) for part in content if part.get("type") == "text")
+
+
+def message_image_count(message: ChatMessage | PromptMessage) -> int:
+    content = message["content"]
+    return 0 if isinstance(content, str) else sum(1 for part in content if part.get("type") == "image_url")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +93,9 @@ class ModelSpec:
     deployments: tuple[Deployment, ...] = ()
     # Other served models (by name) that answer, in order, when every deployment of this one fails.
     fallbacks: tuple[str, ...] = ()
+    # Whether it reads images (an LLM_MODELS entry's `"vision": true`); a turn with images sent to a
+    # model without vision is refused before anything is stored.
+    vision: bool = False
 
     @property
     def is_offline(self) -> bool:

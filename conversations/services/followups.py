@@ -61,3 +61,14 @@ def reply_followups(
         _enqueue("memory.tasks.extract_facts", user_id, token, countdown=delay)
 
     transaction.on_commit(enqueue)
+
+
+def conversations_arrived(*, conversation_ids: list[str]) -> None:
+    """Conversations that arrived whole (an import, a shared conversation continued as a copy):
+    embed their messages in the background so recall and semantic search find them."""
+
+    def enqueue() -> None:
+        for conversation_id in conversation_ids:
+            _enqueue("memory.tasks.embed_conversation", conversation_id)
+
+    transaction.on_commit(enqueue)

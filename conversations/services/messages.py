@@ -14,7 +14,9 @@ from django.utils import timezone
 
 from conversations.limits.budgets import budget_release, budget_settle
 from conversations.models import Conversation, Message, UsageRecord
+from conversations.selectors import newest_descendant_id
 from conversations.services.followups import reply_followups
+from conversations.services.retention import hold_condition
 from moderation.services import user_is_suspended
 
 if TYPE_CHECKING:
@@ -95,7 +97,10 @@ def hidden_conversations_purge(*, older_than: timedelta | None = None) -> int:
     SET_NULL, and a moderation flag keeps its excerpt. In batches, so no transaction grows large.
     """
     age = older_than or timedelta(hours=float(settings.API_STATELESS_RETENTION_HOURS))
-    expired = Conversation.objects.filter(temporary=True, deleted_at__lt=timezone.now() - age)
+    # A conversation under a moderation hold (an open flag) stays until the flag is reviewed.
+    expired = Conversation.objects.filter(temporary=True, deleted_at__lt=timezone.now() - age).exclude(
+        hold_condition()
+    )
     purged = 0
     while batch := list(expired.values_list("pk", flat=True)[:PURGE_BATCH]):
         with transaction.atomic():
@@ -146,21 +151,28 @@ def turn_start(
     blocked: bool = False,
     redacted_content: str = "",
     hidden: bool = False,
+    edit_of: object = None,
 ) -> TurnStart:
     """Store the user's message and an empty assistant reply (status streaming), atomically.
 
     The conversation row is locked so two sends racing from two tabs cannot both start a reply;
     the partial unique index on streaming messages backs that up at the database level. A message
     the input guardrails blocked is stored with status `blocked` and gets no reply.
+
+    With `edit_of` (the id of an earlier user message) the message is an edit: it goes beside that
+    message, under the same parent, so the old message and everything after it stay on a branch of
+    their own; the conversation's active leaf moves to the new branch.
     """
     text = validate_content(content)
+    if edit_of is not None and conversation_id is None:
+        raise TurnRejected("invalid_event", "An edit names the conversation of the message it edits.")
     try:
         with transaction.atomic():
             conversation, created = _locked_conversation(user, conversation_id, text, blocked=blocked, hidden=hidden)
             reaped = [] if created else messages_reap_interrupted(conversation_id=conversation.pk)
             if Message.objects.filter(conversation=conversation, status=Message.Status.STREAMING).exists():
                 raise TurnRejected("busy", "A reply is still being written in this conversation. Stop it or wait.")
-            parent = conversation.active_leaf
+            parent = conversation.active_leaf if edit_of is None else _edited(conversation, edit_of).parent
             user_message = Message.objects.create(
                 conversation=conversation,
                 parent=parent,
@@ -185,6 +197,43 @@ def turn_start(
     except IntegrityError:
         raise TurnRejected("busy", "A reply is still being written in this conversation. Stop it or wait.") from None
     return TurnStart(conversation, user_message, assistant, created, reaped)
+
+
+def _edited(conversation: Conversation, message_id: object) -> Message:
+    """The user message an edit replaces on the new branch; refused unless it is one."""
+    if not isinstance(message_id, int) or isinstance(message_id, bool):
+        raise TurnRejected("invalid_event", "message_id must be an integer.")
+    edited = (
+        Message.objects.select_related("parent")
+        .defer("embedding", "parent__embedding")
+        .filter(pk=message_id, conversation=conversation)
+        .first()
+    )
+    if edited is None:
+        raise TurnRejected("message_not_found", "That message is not in this conversation.")
+    if edited.role != Message.Role.USER:
+        raise TurnRejected("not_editable", "Only your own messages can be edited.")
+    return edited
+
+
+def branch_select(*, user: User, conversation_id: str, message_id: object) -> Message:
+    """Show the branch through a message (one of a set of siblings): the conversation's active leaf
+    becomes the newest message under it, which is a leaf (a child is always newer than its
+    parent). Returns the new active leaf. Refused while a reply streams: the reply would end on a
+    branch the user no longer sees."""
+    if not isinstance(message_id, int) or isinstance(message_id, bool):
+        raise TurnRejected("invalid_event", "message_id must be an integer.")
+    with transaction.atomic():
+        conversation, _ = _locked_conversation(user, conversation_id, "", blocked=False)
+        if not Message.objects.filter(pk=message_id, conversation=conversation).exists():
+            raise TurnRejected("message_not_found", "That message is not in this conversation.")
+        if Message.objects.filter(conversation=conversation, status=Message.Status.STREAMING).exists():
+            raise TurnRejected("busy", "A reply is still being written in this conversation. Stop it or wait.")
+        leaf_id = newest_descendant_id(message_id=message_id)
+        leaf = Message.objects.defer("embedding").get(pk=leaf_id)
+        conversation.active_leaf = leaf
+        conversation.save(update_fields=["active_leaf", "updated_at"])
+    return leaf
 
 
 def turn_regenerate_start(*, user: User, conversation_id: str, message_id: object, model: str) -> TurnStart:

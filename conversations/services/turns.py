@@ -13,20 +13,22 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
+from django.db.models import prefetch_related_objects
 from django.utils import timezone
 
 from chatproject.llm import embeddings, gateway
 from chatproject.llm.config import resolve_model
-from chatproject.llm.types import ChatMessage, LLMError, Usage
+from chatproject.llm.types import ChatMessage, LLMError, PromptMessage, Usage
 from conversations.events import (
+    BranchEvent,
     DeltaEvent,
     DoneEvent,
     ErrorPayload,
@@ -46,7 +48,15 @@ from conversations.limits.budgets import (
 )
 from conversations.models import Message
 from conversations.rendering import render_markdown
-from conversations.selectors import done_frame, message_payload
+from conversations.selectors import done_frame, message_payload, sibling_ids
+from conversations.services.attachments import (
+    AttachmentRejected,
+    attachment_data_urls,
+    attachment_ids_parse,
+    attachments_claim,
+    attachments_link,
+    image_refs_by_message,
+)
 from conversations.services.messages import (
     Outcome,
     TurnRejected,
@@ -58,7 +68,7 @@ from conversations.services.messages import (
     user_must_be_allowed_to_send,
     validate_content,
 )
-from memory.context import BuiltContext, ContextInputs, Turn, build_context
+from memory.context import BuiltContext, ContextInputs, Turn, build_context, prompt_messages
 from memory.selectors import context_inputs
 from moderation import pipeline as moderation_pipeline
 from moderation.detectors.base import Action
@@ -119,6 +129,11 @@ class PreparedTurn:
     options: TurnOptions = WEB_TURN
     # Another reply to a user message already on screen: only the new reply is announced.
     regenerated: bool = False
+    # The context as sent, with images inline as data URLs; None when no message carries one.
+    prompt: list[PromptMessage] | None = None
+    # The message that opens a new branch (an edit's user message, a regenerated reply) and its
+    # siblings, oldest first; empty for an ordinary send, whose messages have no siblings.
+    siblings: tuple[int, ...] = ()
 
 
 def _embed(text: str) -> list[float] | None:
@@ -161,6 +176,7 @@ def _context_for(
             use_memory=not conversation.temporary,
             exclude_ids=[start.user_message.pk],
         )
+    inputs = _with_images(inputs, start, model)
     return build_context(
         inputs,
         window=gateway.context_window(model),
@@ -169,17 +185,66 @@ def _context_for(
     )
 
 
+def _with_images(inputs: ContextInputs, start: TurnStart, model: str) -> ContextInputs:
+    """The images of the new message and of the history turns, for the builder to place. A model
+    without vision gets none (older images become notes in their turns' text)."""
+    ids = [turn.message_id for turn in inputs.history if turn.message_id is not None]
+    refs = image_refs_by_message(message_ids=[*ids, start.user_message.pk])
+    if not refs:
+        return inputs
+    user_images = refs.get(start.user_message.pk, ())
+    vision = resolve_model(model).vision
+    history = tuple(
+        replace(turn, images=refs[turn.message_id]) if turn.message_id in refs else turn for turn in inputs.history
+    )
+    return replace(
+        inputs,
+        history=history,
+        user_images=user_images,
+        image_tokens=int(settings.IMAGE_TOKEN_ESTIMATE),
+        max_images=max(int(settings.CONTEXT_MAX_IMAGES), len(user_images)) if vision else 0,
+    )
+
+
+def _prompt_with_images(context: BuiltContext) -> list[PromptMessage] | None:
+    """The prompt with each image read from storage once and inlined as a data URL."""
+    refs = [ref for message_refs in context.images for ref in message_refs]
+    if not refs:
+        return None
+    urls = attachment_data_urls(refs=refs)
+    return prompt_messages(context, resolve=lambda ref: urls[ref.ref])
+
+
+def _refuse_images_without_vision(model: str, attachment_ids: list[object]) -> None:
+    if attachment_ids and not resolve_model(model).vision:
+        raise AttachmentRejected(
+            "model_without_vision",
+            f"The model {model} cannot read images. Remove the image, or choose a model that can.",
+        )
+
+
 def turn_prepare(
-    *, user: User, conversation_id: str | None, content: object, options: TurnOptions = WEB_TURN
+    *,
+    user: User,
+    conversation_id: str | None,
+    content: object,
+    options: TurnOptions = WEB_TURN,
+    attachments: object = None,
+    edit_of: object = None,
 ) -> PreparedTurn:
     """Synchronous part of a turn: check, guard, store the messages, build the prompt.
 
     The message is embedded once: the vector feeds the learned guardrails, is the retrieval
-    query, and is stored on the row.
+    query, and is stored on the row. `attachments` are ids of the user's unsent image uploads;
+    they are refused before anything is stored when the model cannot read images. `edit_of` (an
+    earlier user message's id) makes the message an edit of that one, on a branch of its own
+    (`turn_start`); it passes the same checks as any send.
     """
     user_must_be_allowed_to_send(user=user)
     text = validate_content(content)
     model = resolve_model(options.model).name
+    attachment_ids = attachment_ids_parse(attachments)
+    _refuse_images_without_vision(model, list(attachment_ids))
     vector = _embed(text)
     verdict = moderation_pipeline.run(
         text,
@@ -193,6 +258,7 @@ def turn_prepare(
         vector = _embed(verdict.text)
     # One transaction from storing the messages to reserving the budget: a refused turn stores nothing.
     with transaction.atomic():
+        claimed = attachments_claim(owner_id=user.pk, ids=attachment_ids)
         start = turn_start(
             user=user,
             conversation_id=conversation_id,
@@ -201,15 +267,22 @@ def turn_prepare(
             blocked=verdict.blocked,
             redacted_content=verdict.text if redacted else "",
             hidden=options.hidden,
+            edit_of=edit_of,
         )
+        attachments_link(attachments=claimed, message=start.user_message)
+        # The announcements are built on the event loop, where no query may run: fetch them now.
+        prefetch_related_objects([m for m in (start.user_message, start.assistant_message) if m], "attachments")
         flags_record(
             verdict=verdict,
             user_id=user.pk,
             conversation_id=start.conversation.pk,
             message_id=start.user_message.pk,
         )
+        siblings = tuple(sibling_ids(message=start.user_message)) if edit_of is not None else ()
         if verdict.blocked:
-            return PreparedTurn(start=start, model=model, context=None, input_verdict=verdict, options=options)
+            return PreparedTurn(
+                start=start, model=model, context=None, input_verdict=verdict, options=options, siblings=siblings
+            )
         context = _context_for(start, model, verdict.text, vector, options)
         admitted = _admit(
             start,
@@ -218,6 +291,7 @@ def turn_prepare(
             lambda other: _context_for(start, other, verdict.text, vector, options),
             max_tokens=options.max_tokens,
         )
+        prompt = _prompt_with_images(admitted.context)
     return PreparedTurn(
         start=start,
         model=admitted.model,
@@ -227,6 +301,8 @@ def turn_prepare(
         reservation_id=admitted.reservation_id,
         queue_priority=admitted.queue_priority,
         options=options,
+        prompt=prompt,
+        siblings=siblings,
     )
 
 
@@ -242,6 +318,11 @@ def turn_prepare_regenerate(*, user: User, conversation_id: str, message_id: obj
         vector = _embed(question)
         context = _context_for(start, model, question, vector)
         admitted = _admit(start, model, context, lambda other: _context_for(start, other, question, vector))
+        prompt = _prompt_with_images(admitted.context)
+        siblings: tuple[int, ...] = ()
+        if start.assistant_message is not None:
+            prefetch_related_objects([start.assistant_message], "attachments")
+            siblings = tuple(sibling_ids(message=start.assistant_message))
     return PreparedTurn(
         start=start,
         model=admitted.model,
@@ -250,6 +331,8 @@ def turn_prepare_regenerate(*, user: User, conversation_id: str, message_id: obj
         reservation_id=admitted.reservation_id,
         queue_priority=admitted.queue_priority,
         regenerated=True,
+        prompt=prompt,
+        siblings=siblings,
     )
 
 
@@ -290,11 +373,13 @@ def _admit(
     return _Admission(model, context, reservation.pk, plan.queue_priority)
 
 
-def _created(start: TurnStart, message: Message, client_id: str | None = None) -> MessageCreatedEvent:
+def _created(
+    start: TurnStart, message: Message, client_id: str | None = None, *, siblings: tuple[int, ...] = ()
+) -> MessageCreatedEvent:
     event: MessageCreatedEvent = {
         "type": "message.created",
         "conversation_id": str(start.conversation.pk),
-        "message": message_payload(message),
+        "message": message_payload(message, siblings=list(siblings) if siblings else None),
     }
     if client_id:
         event["client_id"] = client_id
@@ -308,16 +393,17 @@ async def turn_launch(prepared: PreparedTurn, *, client_id: str | None = None) -
     for reaped in start.reaped:
         await publish(conversation_id, done_frame(reaped))
     if not prepared.regenerated:
-        await publish(conversation_id, _created(start, start.user_message, client_id))
+        await publish(conversation_id, _created(start, start.user_message, client_id, siblings=prepared.siblings))
     if start.assistant_message is None or prepared.context is None:
         return None
-    await publish(conversation_id, _created(start, start.assistant_message))
+    reply_siblings = prepared.siblings if prepared.regenerated else ()
+    await publish(conversation_id, _created(start, start.assistant_message, siblings=reply_siblings))
     generation = Generation(
         conversation_id=conversation_id,
         message_id=start.assistant_message.pk,
         user_id=int(start.conversation.owner_id),
         model=prepared.model,
-        prompt=prepared.context.messages,
+        prompt=prepared.prompt if prepared.prompt is not None else prepared.context.messages,
         prompt_tokens=prepared.context.report.tokens_used,
         context_report=prepared.context.report.as_dict(),
         reservation_id=prepared.reservation_id,
@@ -351,7 +437,7 @@ class Generation:
     message_id: int
     user_id: int
     model: str
-    prompt: list[ChatMessage]
+    prompt: Sequence[ChatMessage | PromptMessage]
     prompt_tokens: int
     context_report: dict[str, object] | None = None
     reservation_id: int | None = None
@@ -643,7 +729,9 @@ def _finalize_sync(generation: Generation, args: dict[str, Any], usage: Usage | 
     }
 
 
-async def publish(conversation_id: str, frame: MessageCreatedEvent | QueueEvent | DeltaEvent | DoneEvent) -> None:
+async def publish(
+    conversation_id: str, frame: MessageCreatedEvent | QueueEvent | DeltaEvent | DoneEvent | BranchEvent
+) -> None:
     await get_channel_layer().group_send(conversation_group(conversation_id), {"type": "chat.frame", "frame": frame})
 
 

@@ -3,6 +3,9 @@
 // Streamed text is only ever added as text nodes. The one place HTML is inserted is the `html`
 // field of a `done` frame, which the server renders from Markdown and sanitises (nh3).
 
+import { AttachmentTray, renderImages } from "./attachments.js";
+import { closeEditor, fetchBranch, openEditor, showSiblings } from "./branches.js";
+
 const configEl = document.getElementById("chat-config");
 const config = configEl ? JSON.parse(configEl.textContent) : null;
 // A suspended account learns it on page load, not from its first failed send.
@@ -62,6 +65,8 @@ const failedSends = new Map();
 let streamingId = null;
 /** The account may not send (an error `suspended`): the composer stays disabled. */
 let suspended = false;
+/** Images waiting in the composer (static/js/attachments.js); null where uploads are off. */
+let tray = null;
 
 // --- small helpers ----------------------------------------------------------------------------
 
@@ -193,9 +198,10 @@ function showMessages() {
   if (emptyState) emptyState.hidden = true;
 }
 
-function appendUserMessage(content) {
+function appendUserMessage(content, attachments = []) {
   const el = $("#tpl-message-user").content.firstElementChild.cloneNode(true);
   $('[data-testid="message-body"]', el).textContent = content;
+  renderImages(el, attachments);
   showMessages();
   list.append(el);
   return el;
@@ -627,6 +633,9 @@ function handleFrame(frame) {
     case "subscribed":
       if (frame.conversation_id === conversationId) setTitle(frame.conversation_id, frame.title);
       return undefined;
+    case "branch":
+      if (frame.conversation_id === conversationId) reloadBranch();
+      return undefined;
     default:
       return undefined; // pong and anything newer than this client
   }
@@ -643,9 +652,14 @@ function onMessageCreated(frame) {
   if (!conversationId && pending) adoptConversation(frame.conversation_id, blocked ? null : pending.content);
   bumpConversation(frame.conversation_id);
   if (frame.conversation_id !== conversationId || messages.has(message.id)) return;
+  // An edit or a regenerated reply starts a branch: what followed its parent leaves the screen.
+  if (!cutAfter(message.parent_id ?? null)) {
+    reloadBranch(); // its parent is not shown here: this tab looked at another branch
+    return;
+  }
 
   if (message.role === "user") {
-    const el = pending ? pending.el : appendUserMessage(message.content);
+    const el = pending ? pending.el : appendUserMessage(message.content, message.attachments);
     if (pending) {
       clearTimeout(pending.timer);
       pendingSends.delete(frame.client_id);
@@ -653,13 +667,110 @@ function onMessageCreated(frame) {
     el.id = `m-${message.id}`;
     el.dataset.messageId = String(message.id);
     el.dataset.seq = String(message.seq || 0);
+    // The stored images replace the local previews: their links work after the page reloads.
+    if (pending && message.attachments?.length) renderImages(el, message.attachments);
     setStatus(register(el), message.status || "complete");
     if (blocked) markBlocked(el, "");
+    if (message.siblings) showSiblings(el, message.siblings);
     updateComposer();
   } else if (message.role === "assistant") {
-    appendAssistantMessage(message);
+    const entry = appendAssistantMessage(message);
+    if (message.siblings) showSiblings(entry.el, message.siblings);
   }
   scrollToBottom();
+}
+
+// --- branches: edit, regenerate, switch (static/js/branches.js draws them) ---------------------
+
+/** The stored messages on screen, in order (an unconfirmed send has no id yet). */
+function shownMessages() {
+  return [...list.querySelectorAll(":scope > .message")].filter((el) => el.dataset.messageId);
+}
+
+/** Drop the messages shown after `parentId` (all of them for null), unless it is the last one.
+ * False when the parent is not on screen at all. */
+function cutAfter(parentId) {
+  const shown = shownMessages();
+  if (shown.length === 0) return true; // a new conversation's first message
+  const at = parentId === null ? -1 : shown.findIndex((el) => Number(el.dataset.messageId) === parentId);
+  if (parentId !== null && at < 0) return false;
+  for (const el of shown.slice(at + 1)) {
+    const id = Number(el.dataset.messageId);
+    messages.delete(id);
+    if (streamingId === id) streamingId = null;
+    el.remove();
+  }
+  return true;
+}
+
+let branchLoads = 0;
+
+/** Show the conversation's active branch as the server has it now (after a switch, in any tab). */
+async function reloadBranch() {
+  const ticket = ++branchLoads;
+  let page;
+  try {
+    page = await fetchBranch(location.pathname);
+  } catch (error) {
+    showError(`Could not show that branch (${error.message}). Reload the page.`);
+    return;
+  }
+  if (ticket !== branchLoads) return; // a newer switch is on its way
+  messages.clear();
+  streamingId = null;
+  list.replaceChildren(...page.nodes);
+  for (const pending of pendingSends.values()) list.append(pending.el);
+  for (const el of shownMessages()) {
+    const entry = register(el);
+    if (entry.role === "assistant" && entry.status !== "streaming") enhance(entry.body);
+  }
+  for (const item of page.config?.streaming || []) {
+    const entry = messages.get(item.messageId);
+    if (!entry) continue;
+    entry.seq = Math.max(entry.seq, item.seq);
+    streamingId = item.messageId;
+    requestResume(item.messageId, entry);
+  }
+  const summary = $("#summary-disclosure .summary-panel");
+  if (summary && page.summaryPanel) summary.replaceWith(page.summaryPanel);
+  if (emptyState) emptyState.hidden = shownMessages().length > 0;
+  updateComposer();
+  scrollToBottom();
+}
+
+/** One reply at a time per conversation: say so instead of sending a frame the server refuses. */
+function busyWithReply() {
+  if (streamingId === null && !awaitingServer()) return false;
+  showError("A reply is still being written. Stop it or wait, then try again.");
+  return true;
+}
+
+function switchBranch(button) {
+  const target = Number(button.dataset.target);
+  if (!target || !conversationId || busyWithReply()) return;
+  hideError();
+  send({ type: "switch", conversation_id: conversationId, message_id: target });
+}
+
+function regenerateReply(button) {
+  const id = Number(button.closest(".message")?.dataset.messageId);
+  if (!id || !conversationId || suspended || busyWithReply()) return;
+  hideError();
+  send({ type: "regenerate", conversation_id: conversationId, message_id: id });
+}
+
+function editMessage(button) {
+  const el = button.closest(".message");
+  const id = Number(el?.dataset.messageId);
+  if (!id || !conversationId || suspended) return;
+  openEditor(el, {
+    maxChars,
+    onSubmit: (content) => {
+      if (busyWithReply()) return false;
+      hideError();
+      return send({ type: "edit", conversation_id: conversationId, message_id: id, content, client_id: randomId() });
+    },
+  });
 }
 
 function onDelta(frame) {
@@ -870,6 +981,8 @@ function adoptConversation(id, content) {
     $(".conversation-link", li).href = urlFor("detail", id);
     $('[data-action="rename"]', li).dataset.url = urlFor("rename", id);
     $('[data-action="delete"]', li).dataset.url = urlFor("delete", id);
+    $('[data-action="pin"]', li).dataset.url = urlFor("pin", id);
+    $('[data-action="archive"]', li).dataset.url = urlFor("archive", id);
     sidebarList.prepend(li);
     if (sidebarEmpty) sidebarEmpty.hidden = true;
   }
@@ -894,7 +1007,14 @@ function adoptConversation(id, content) {
 
 function bumpConversation(id) {
   const item = id && sidebarItem(id);
-  if (item && item !== sidebarList.firstElementChild) sidebarList.prepend(item);
+  if (!item) return;
+  // The newest activity goes first, but below the pinned chats (unless it is one of them).
+  const lastPinned = [...sidebarList.querySelectorAll('.conversation-item[data-pinned="true"]')].pop();
+  if (item.dataset.pinned === "true" || !lastPinned) {
+    if (item !== sidebarList.firstElementChild) sidebarList.prepend(item);
+  } else if (lastPinned.nextElementSibling !== item) {
+    lastPinned.after(item);
+  }
 }
 
 function setTitle(id, title) {
@@ -904,6 +1024,8 @@ function setTitle(id, title) {
     $(".conversation-link", item).title = title;
     $('[data-action="rename"]', item).setAttribute("aria-label", `Rename “${title}”`);
     $('[data-action="delete"]', item).setAttribute("aria-label", `Delete “${title}”`);
+    $('[data-action="archive"]', item)?.setAttribute("aria-label", `Archive “${title}”`);
+    showPinned(item, item.dataset.pinned === "true");
   }
   if (id === conversationId) {
     titleEl.textContent = title;
@@ -960,6 +1082,45 @@ async function deleteConversation(item, button) {
   if (id === conversationId) window.location.assign(homeUrl);
 }
 
+function showPinned(item, pinned) {
+  const button = $('[data-action="pin"]', item);
+  const verb = pinned ? "Unpin" : "Pin";
+  item.classList.toggle("is-pinned", pinned);
+  if (pinned) item.dataset.pinned = "true";
+  else delete item.dataset.pinned;
+  if (!button) return;
+  button.setAttribute("aria-pressed", String(pinned));
+  button.setAttribute("aria-label", `${verb} “${$(".conversation-title", item).textContent.trim()}”`);
+  button.title = verb;
+}
+
+async function pinConversation(item, button) {
+  const pinned = item.dataset.pinned !== "true";
+  try {
+    await postAction(button.dataset.url, { pinned: String(pinned) });
+  } catch (error) {
+    showError(error.message);
+    return;
+  }
+  showPinned(item, pinned);
+  // Pinned chats lead the list, as the server orders them; an unpinned one follows them.
+  const lastPinned = [...sidebarList.querySelectorAll('.conversation-item[data-pinned="true"]')].filter((el) => el !== item).pop();
+  if (pinned) sidebarList.prepend(item);
+  else if (lastPinned) lastPinned.after(item);
+  else sidebarList.prepend(item);
+}
+
+async function archiveConversation(item, button) {
+  try {
+    await postAction(button.dataset.url, { archived: "true" });
+  } catch (error) {
+    showError(error.message);
+    return;
+  }
+  item.remove(); // still reachable on the Archived page, and still open here if it is this one
+  if (sidebarEmpty) sidebarEmpty.hidden = sidebarList.children.length > 0;
+}
+
 sidebarList?.addEventListener("click", (event) => {
   const button = event.target.closest("button[data-action]");
   const item = button?.closest(".conversation-item");
@@ -967,6 +1128,8 @@ sidebarList?.addEventListener("click", (event) => {
   event.preventDefault();
   if (button.dataset.action === "rename") renameConversation(item, button);
   else if (button.dataset.action === "delete") deleteConversation(item, button);
+  else if (button.dataset.action === "pin") pinConversation(item, button);
+  else if (button.dataset.action === "archive") archiveConversation(item, button);
 });
 
 function setSidebar(open) {
@@ -992,6 +1155,14 @@ document.addEventListener("click", (event) => {
       return openReport(target);
     case "cancel-report":
       return closeReport(target.closest(".report-form"));
+    case "branch-step":
+      return switchBranch(target);
+    case "regenerate":
+      return regenerateReply(target);
+    case "edit":
+      return editMessage(target);
+    case "cancel-edit":
+      return closeEditor(target.closest(".edit-form"));
     default:
       return undefined;
   }
@@ -1155,7 +1326,8 @@ function updateComposer() {
   sendBtn.hidden = streaming;
   stopBtn.hidden = !streaming;
   if (!streaming) stopBtn.disabled = false;
-  sendBtn.disabled = suspended || awaitingServer() || !input.value.trim() || input.value.length > maxChars;
+  sendBtn.disabled =
+    suspended || awaitingServer() || tray?.busy() || !input.value.trim() || input.value.length > maxChars;
 }
 
 function submit() {
@@ -1169,11 +1341,15 @@ function submit() {
     return;
   }
   if (suspended || streamingId !== null || awaitingServer()) return; // one reply at a time per conversation
+  if (tray?.busy()) return; // the send names the images by id: wait until they are stored
   hideError();
   const clientId = randomId();
   const frame = { type: "send", content, client_id: clientId };
   if (conversationId) frame.conversation_id = conversationId;
-  const el = appendUserMessage(content);
+  const images = tray ? tray.ready() : [];
+  if (images.length) frame.attachments = images.map((image) => image.id);
+  const el = appendUserMessage(content, images);
+  tray?.clear();
   const pending = { el, content, frame, sent: false, timer: null };
   pendingSends.set(clientId, pending);
   dispatch(clientId, pending);
@@ -1185,6 +1361,25 @@ function submit() {
 form.addEventListener("submit", (event) => {
   event.preventDefault();
   submit();
+});
+
+tray = form.dataset.uploadUrl
+  ? new AttachmentTray({
+      tray: $("#composer-attachments"),
+      picker: $("#composer-file"),
+      button: $('[data-action="attach"]'),
+      uploadUrl: form.dataset.uploadUrl,
+      csrfToken,
+      onChange: () => updateComposer(),
+      onError: (text) => showError(text),
+    })
+  : null;
+
+input.addEventListener("paste", (event) => {
+  const files = [...(event.clipboardData?.files || [])].filter((file) => file.type.startsWith("image/"));
+  if (!tray || files.length === 0) return;
+  event.preventDefault();
+  tray.addFiles(files);
 });
 
 input.addEventListener("input", autosize);

@@ -13,6 +13,7 @@ import openai
 import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 from openai.types.chat import ChatCompletionMessageParam
@@ -23,6 +24,7 @@ from conversations.selectors import conversations_for_user
 from conversations.services.messages import hidden_conversations_purge
 from conversations.tasks import purge_hidden_conversations
 from moderation.models import Flag
+from moderation.services import flag_dismiss
 from tests.api.conftest import CUT_AFTER, DEFAULT_MODEL, HALTING_WORD, SLOW_TOKENS, Caller, eventually
 from tests.live import LiveServer
 
@@ -394,7 +396,9 @@ def test_retention_deletes_stateless_exchanges_but_keeps_their_ledger_rows_and_f
     assert hidden_conversations_purge() == 0, "not before the retention period"
     assert not Message.objects.filter(conversation_id=hidden.pk, embedding__isnull=False).exists(), "never searched"
     Conversation.objects.filter(pk=hidden.pk).update(deleted_at=timezone.now() - timedelta(days=2))
-    assert purge_hidden_conversations() == 1, "the beat task purges it"
+    assert purge_hidden_conversations() == 0, "an open flag holds it for review"
+    flag_dismiss(flag=flag, reviewer=User.objects.create_user("reviewer", password="x" * 12), note="fine")
+    assert purge_hidden_conversations() == 1, "the beat task purges it once reviewed"
 
     assert not Conversation.objects.filter(pk=hidden.pk).exists()
     assert not Message.objects.filter(conversation_id=hidden.pk).exists()
