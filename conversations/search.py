@@ -100,7 +100,8 @@ class SearchHit:
     @property
     def url(self) -> str:
         detail = reverse("conversation-detail", kwargs={"conversation_id": self.conversation_id})
-        return f"{detail}#m-{self.message_id}"
+        # `?m=` opens the branch the message is on, when it is not the one shown.
+        return f"{detail}?m={self.message_id}#m-{self.message_id}"
 
     def as_json(self) -> dict[str, Any]:
         return {

@@ -46,7 +46,7 @@ from conversations.services.exports import (
     import_max_bytes,
     import_size_check,
 )
-from conversations.services.messages import TurnRejected, conversation_delete, conversation_rename
+from conversations.services.messages import TurnRejected, branch_select, conversation_delete, conversation_rename
 from conversations.services.organise import (
     conversation_archive,
     conversation_pin,
@@ -132,7 +132,25 @@ def home(request: HttpRequest) -> HttpResponse:
 @require_GET
 def conversation_detail(request: HttpRequest, conversation_id: str) -> HttpResponse:
     conversation = _conversation_or_404(request, conversation_id)
+    _show_branch_of_linked_message(request, conversation)
     return render(request, "chat/chat.html", _page_context(request, conversation))
+
+
+def _show_branch_of_linked_message(request: HttpRequest, conversation: Conversation) -> None:
+    """A link into a message (`?m=<id>`, as search results give) shows the branch it is on, as if
+    the user had switched to it; a message already on screen, or a reply still streaming, leaves
+    the conversation as it is."""
+    raw = request.GET.get("m", "")
+    if not raw.isdigit():
+        return
+    message_id = int(raw)
+    if any(message.pk == message_id for message in branch_messages(conversation=conversation)):
+        return
+    try:
+        branch_select(user=request.user, conversation_id=str(conversation.pk), message_id=message_id)  # type: ignore[arg-type]
+    except TurnRejected:
+        return
+    conversation.refresh_from_db()
 
 
 def _wants_json(request: HttpRequest) -> bool:

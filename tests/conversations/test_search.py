@@ -136,7 +136,7 @@ def test_the_page_and_the_json_show_the_escaped_snippet_and_a_link_into_the_mess
 
     assert page.status_code == 200
     assert "<img" not in body and "&lt;img src=x onerror=alert(1)&gt;" in body
-    link = f"/c/{planted['bread'].conversation_id}/#m-{planted['bread'].pk}"
+    link = f"/c/{planted['bread'].conversation_id}/?m={planted['bread'].pk}#m-{planted['bread'].pk}"
     assert f'href="{link}"' in body
     by_id = {row["message_id"]: row for row in data["results"]}
     assert by_id[planted["bread"].pk]["url"] == link
@@ -144,6 +144,27 @@ def test_the_page_and_the_json_show_the_escaped_snippet_and_a_link_into_the_mess
     assert "<img" not in by_id[messages[0].pk]["snippet_html"]
     conversation_page = client.get(link.split("#")[0]).content.decode()
     assert f'id="m-{planted["bread"].pk}"' in conversation_page
+
+
+def test_a_link_to_a_message_on_another_branch_opens_that_branch(user: User) -> None:
+    conversation, messages = _chat(user, [("Which flour for focaccia?", "Bread flour.")])
+    question, old_reply = messages
+    newer = Message.objects.create(conversation=conversation, parent=question, role="assistant", content="Tipo 00.")
+    conversation.active_leaf = newer
+    conversation.save()
+    client = Client()
+    client.force_login(user)
+
+    [hit] = [
+        row
+        for row in client.get("/search.json", {"q": "bread flour"}).json()["results"]
+        if row["message_id"] == old_reply.pk
+    ]
+    page = client.get(hit["url"].split("#")[0]).content.decode()
+
+    assert f'id="m-{old_reply.pk}"' in page and f'id="m-{newer.pk}"' not in page
+    conversation.refresh_from_db()
+    assert conversation.active_leaf_id == old_reply.pk, "the branch shown is the one the link named"
 
 
 @pytest.mark.parametrize(

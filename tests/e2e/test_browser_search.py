@@ -46,6 +46,6 @@ def test_a_search_result_opens_its_conversation_at_the_message(live_daphne: Live
     shot(page, "search-results")
 
     hit.locator("a").click()
-    page.wait_for_url(re.compile(rf"/c/[0-9a-f-]+/#m-{question_id}$"))
+    page.wait_for_url(re.compile(rf"/c/[0-9a-f-]+/\?m={question_id}#m-{question_id}$"))
     expect(page.locator(f"#m-{question_id}")).to_have_class(re.compile(r"\bis-highlighted\b"))
     expect(page.locator(f"#m-{question_id}")).to_be_in_viewport()
