@@ -146,7 +146,7 @@ def eventually(probe: Callable[[], T | None], *, timeout: float = 15.0, what: st
             return value
         if time.monotonic() > deadline:
             pytest.fail(f"{what} did not happen within {timeout:.0f}s")
-        time.sleep(0.05)
+        time.sleep(0.05)  # the pause between reads of a condition with a deadline
 
 
 def server_log(server: LiveServer) -> str:
