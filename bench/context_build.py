@@ -514,6 +514,28 @@ def _secondary_indexes(conn: psycopg.Connection[Any], tables: Sequence[str]) -> 
     return [(str(name), str(definition)) for name, definition in rows]
 
 
+def drop_secondary_indexes(conn: psycopg.Connection[Any], tables: Sequence[str]) -> list[tuple[str, str]]:
+    """Drop the tables' secondary indexes before a bulk COPY; returns them to recreate afterwards."""
+    indexes = _secondary_indexes(conn, tables)
+    for name, _ in indexes:
+        conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
+    return indexes
+
+
+def copy_users(conn: psycopg.Connection[Any], user_ids: Iterable[int], prefix: str, joined: dt.datetime) -> None:
+    """Bench users that can never log in (unusable password), named `<prefix>-<id>`."""
+    copy_rows(
+        conn,
+        "auth_user",
+        "id:int4 password:text is_superuser:bool username:text first_name:text last_name:text email:text"
+        " is_staff:bool is_active:bool date_joined:timestamptz",
+        (
+            (user, "!", False, f"{prefix}-{user:05d}", "", "", f"{prefix}-{user}@example.com", False, True, joined)
+            for user in user_ids
+        ),
+    )
+
+
 def _progress(message: str) -> None:
     print(f"[{dt.datetime.now():%H:%M:%S}] {message}", flush=True)
 
@@ -664,25 +686,14 @@ def populate(url: str, shape: Shape) -> Dataset:
             )
         )
         _mark(conn, {"ready": False, "shape": asdict(shape)})
-        indexes = _secondary_indexes(
+        indexes = drop_secondary_indexes(
             conn, ["conversations_message", "conversations_conversation", "memory_userfact", "memory_memoryprofile"]
         )
-        for name, _ in indexes:
-            conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
 
         _progress(f"COPY: {shape.users} users, {conversations} conversations, {shape.messages} messages")
         started = time.perf_counter()
         joined = EPOCH - dt.timedelta(days=30)
-        copy_rows(
-            conn,
-            "auth_user",
-            "id:int4 password:text is_superuser:bool username:text first_name:text last_name:text email:text"
-            " is_staff:bool is_active:bool date_joined:timestamptz",
-            (
-                (user, "!", False, f"bench-{user:05d}", "", "", f"bench-{user}@example.com", False, True, joined)
-                for user in range(1, shape.users + 1)
-            ),
-        )
+        copy_users(conn, range(1, shape.users + 1), "bench", joined)
         copy_rows(
             conn,
             "memory_memoryprofile",

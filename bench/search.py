@@ -47,10 +47,12 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.json import Jsonb
 
 from bench.context_build import (
-    _secondary_indexes,
+    _progress,
     assistant_text,
     cached_embeddings,
     copy_rows,
+    copy_users,
+    drop_secondary_indexes,
     percentile,
     questions,
     setup_django,
@@ -207,10 +209,6 @@ GENERIC_WORDS = ["time", "week", "money", "plan", "first", "help", "water", "sta
 # --- The dataset ---------------------------------------------------------------------------------
 
 
-def _progress(message: str) -> None:
-    print(f"[{dt.datetime.now():%H:%M:%S}] {message}", flush=True)
-
-
 def prepare_database(url: str, shape: Shape, rebuild: bool) -> dict[str, Any] | None:
     """The populate record if the database already holds this shape; else a fresh empty database.
 
@@ -305,24 +303,13 @@ def populate(url: str, shape: Shape) -> dict[str, Any]:
                 sql.Identifier(MARKER_TABLE)
             )
         )
-        indexes = _secondary_indexes(conn, ["conversations_message", "conversations_conversation"])
-        for name, _ in indexes:
-            conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
+        indexes = drop_secondary_indexes(conn, ["conversations_message", "conversations_conversation"])
 
         total = sum(counts)
         _progress(f"COPY: {1 + shape.other_users} users, {len(owners)} conversations, {total:,} messages")
         started = time.perf_counter()
         joined = EPOCH - dt.timedelta(days=30)
-        copy_rows(
-            conn,
-            "auth_user",
-            "id:int4 password:text is_superuser:bool username:text first_name:text last_name:text email:text"
-            " is_staff:bool is_active:bool date_joined:timestamptz",
-            (
-                (user, "!", False, f"search-{user:03d}", "", "", f"search-{user}@example.com", False, True, joined)
-                for user in range(1, shape.other_users + 2)
-            ),
-        )
+        copy_users(conn, range(1, shape.other_users + 2), "search", joined)
         leaves: list[int] = []
         next_id = 1
         for count in counts:
