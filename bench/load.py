@@ -416,17 +416,20 @@ class ProcessMeter:
         else:
             self._process = psutil.Process(pid)
 
+    def _processes(self) -> list[Any]:
+        """The server and its worker processes (uvicorn --workers forks them)."""
+        return [self._process, *self._process.children(recursive=True)]
+
     def cpu_seconds(self) -> float:
         if self._process is not None:
-            times = self._process.cpu_times()
-            return float(times.user + times.system)
+            return float(sum(sum(p.cpu_times()[:2]) for p in self._processes()))
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
         # utime and stime are fields 14 and 15 of stat(5); after the name, 11 and 12 (0-based).
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def rss_bytes(self) -> int:
         if self._process is not None:
-            return int(self._process.memory_info().rss)
+            return int(sum(p.memory_info().rss for p in self._processes()))
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
@@ -532,8 +535,47 @@ def fake_upstream_command(port: int, config: RunConfig) -> list[str]:
     ]
 
 
+SERVERS: Final = ("daphne", "uvicorn")
+
+
+@dataclass(frozen=True)
+class ServerKind:
+    """The ASGI server under test and its worker processes (uvicorn only: daphne runs one)."""
+
+    name: str = "daphne"
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        if self.name not in SERVERS or self.workers < 1 or (self.name == "daphne" and self.workers != 1):
+            raise ValueError(f"unsupported server: {self.name} with {self.workers} workers")
+
+    @property
+    def label(self) -> str:
+        return self.name if self.workers == 1 else f"{self.name} ×{self.workers}"
+
+
 def daphne_command(port: int) -> list[str]:
     return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "chatproject.asgi:application"]
+
+
+def server_command(kind: ServerKind, port: int) -> list[str]:
+    if kind.name == "daphne":
+        return daphne_command(port)
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(kind.workers),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "chatproject.asgi:application",
+    ]
 
 
 @dataclass(frozen=True)
@@ -578,9 +620,11 @@ def product_env(environment: Environment, upstream_url: str) -> dict[str, str]:
 
 @contextlib.contextmanager
 def py_spy(pid: int, output: Path, *, idle: bool = False) -> Iterator[None]:
-    """Sample a running process with py-spy (collapsed stacks) while the block runs; with `idle`,
-    waiting threads are sampled too (wall-clock time: where turns wait, not only what burns CPU)."""
+    """Sample a running process (and its workers) with py-spy (collapsed stacks) while the block
+    runs; with `idle`, waiting threads are sampled too (wall-clock time: where turns wait, not
+    only what burns CPU)."""
     command = ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--nonblocking", "--output", str(output)]
+    command.append("--subprocesses")
     if idle:
         command.append("--idle")
     spy_binary = Path(sys.executable).with_name("py-spy")
@@ -774,6 +818,7 @@ def measure(
     config: RunConfig,
     profile: Path | None = None,
     profile_idle: bool = False,
+    kind: ServerKind = ServerKind(),
 ) -> dict[str, Any]:
     """The direct baseline, then the product, for one transport; one JSON-able result."""
     # Other work on the machine shows here: a busy host's figures are not a quiet host's.
@@ -803,7 +848,7 @@ def measure(
         "product": product,
         "ratios": ratio,
         "persisted": persisted,
-        "server": {"name": "daphne", **server_usage.summary()},
+        "server": {"name": kind.label, "workers": kind.workers, **server_usage.summary()},
         "upstream": {
             "direct_cpu_percent": upstream_direct.summary()["cpu_percent"],
             "product_cpu_percent": upstream_product.summary()["cpu_percent"],
@@ -821,8 +866,9 @@ def run(
     profile_dir: Path | None = None,
     profile_idle: bool = False,
     warmup_streams: int = WARMUP_STREAMS,
+    kind: ServerKind = ServerKind(),
 ) -> list[dict[str, Any]]:
-    """Start the fake upstream and daphne, warm up, measure each transport; stop everything.
+    """Start the fake upstream and the server, warm up, measure each transport; stop everything.
 
     Django must be set up on `environment.database_url` (the users are written through the ORM).
     """
@@ -839,17 +885,22 @@ def run(
                     fake_upstream_command(upstream_port, config), os.environ, upstream_port, logs / "fake.log"
                 ) as up,
                 started(
-                    daphne_command(server_port), product_env(environment, up.url), server_port, logs / "daphne.log"
+                    server_command(kind, server_port),
+                    product_env(environment, up.url),
+                    server_port,
+                    logs / "server.log",
                 ) as server,
             ):
-                _warm_up(server, warmup_users, transports, config, warmup_streams)
+                # Each worker process pays its own first-use costs; connections land on any of them.
+                _warm_up(server, warmup_users, transports, config, warmup_streams * kind.workers * 2 - 1)
                 for transport in transports:
                     profile = None
                     if profile_dir is not None:
-                        kind = "wall" if profile_idle else "cpu"
-                        name = f"profile-{kind}-{transport}-{config.streams}x{config.token_delay_ms:g}ms.txt"
+                        sampling = "wall" if profile_idle else "cpu"
+                        point = f"{transport}-{config.streams}x{config.token_delay_ms:g}ms-{kind.name}{kind.workers}"
+                        name = f"profile-{sampling}-{point}.txt"
                         profile = profile_dir / name
-                    results.append(measure(server, up, transport, users, config, profile, profile_idle))
+                    results.append(measure(server, up, transport, users, config, profile, profile_idle, kind))
         finally:
             cleanup_redis(environment)
     return results
@@ -894,6 +945,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile", type=Path, help="record daphne with py-spy into this directory")
     parser.add_argument("--profile-idle", action="store_true", help="with --profile: sample waiting threads too")
     parser.add_argument("--report", action="store_true", help="write a Markdown report (always with --matrix)")
+    parser.add_argument("--server", choices=SERVERS, default="daphne", help="the ASGI server (daphne)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (uvicorn only; 1)")
     return parser.parse_args(argv)
 
 
@@ -930,7 +983,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.profile.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
     for config in configs_from(args):
-        for result in run(config, transports, environment, profile_dir=args.profile, profile_idle=args.profile_idle):
+        for result in run(
+            config,
+            transports,
+            environment,
+            profile_dir=args.profile,
+            profile_idle=args.profile_idle,
+            kind=ServerKind(args.server, args.workers),
+        ):
             print(json.dumps(result), flush=True)
             results.append(result)
     if args.matrix or args.report:

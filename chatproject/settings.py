@@ -110,6 +110,9 @@ TEMPLATES = [
 DATABASE_URL = env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/chatproject")
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Threads per process that run ORM work for sockets and API requests (chatproject/db_threads.py);
+# each holds a database connection. Turns prepared at once beyond this wait for a thread.
+DB_THREADS = env_int("DB_THREADS", 8)
 # pgvector's HNSW search settings, set once per connection rather than per query: candidates
 # examined, and an iterative scan so a filter (one conversation, one user) cannot starve the index.
 MEMORY_EF_SEARCH = env_int("MEMORY_EF_SEARCH", 100)
@@ -195,6 +198,10 @@ LLM_API_KEY = env_str("LLM_API_KEY", "")
 LLM_CONTEXT_WINDOW = env_int("LLM_CONTEXT_WINDOW", 0)
 LLM_MODELS: list[dict[str, Any]] = env_json("LLM_MODELS", [])
 LLM_REQUEST_TIMEOUT = env_float("LLM_REQUEST_TIMEOUT", 120.0)
+# Stream OpenAI-compatible servers (`openai/…`, `hosted_vllm/…` with an api_base, one deployment)
+# with the product's own SSE reader instead of litellm, which costs ~1 ms of CPU per chunk
+# (chatproject/llm/openai_stream.py). false: every model through litellm.
+LLM_FAST_PATH = env_bool("LLM_FAST_PATH", True)
 # litellm's Router, for models with several deployments (entries sharing a "name", or a
 # "deployments" list) or "fallbacks" (other model names tried in order when all deployments fail).
 LLM_ROUTER_STRATEGY = env_str("LLM_ROUTER_STRATEGY", "simple-shuffle")
@@ -234,6 +241,12 @@ EMBEDDING_THREADS = env_int("EMBEDDING_THREADS", 1)
 CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 32_000)
 CHAT_MAX_FRAME_BYTES = env_int("CHAT_MAX_FRAME_BYTES", 256_000)
 CHAT_COALESCE_MS = env_int("CHAT_COALESCE_MS", 25)
+# Under load the window widens so that a process publishes at most about CHAT_MAX_FLUSHES_PER_SECOND
+# deltas in all (each costs a guardrail check, a Redis publish and a socket write), up to
+# CHAT_COALESCE_MAX_MS: 200 replies streaming at once get a delta every 100 ms instead of every
+# 25 ms. The first piece of a reply is always sent at once.
+CHAT_MAX_FLUSHES_PER_SECOND = env_int("CHAT_MAX_FLUSHES_PER_SECOND", 2000)
+CHAT_COALESCE_MAX_MS = env_int("CHAT_COALESCE_MAX_MS", 250)
 CHAT_CHECKPOINT_SECONDS = env_float("CHAT_CHECKPOINT_SECONDS", 1.0)
 CHAT_HEARTBEAT_SECONDS = env_float("CHAT_HEARTBEAT_SECONDS", 5.0)
 # A streaming row whose heartbeat is older than this belongs to a dead process.

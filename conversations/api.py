@@ -22,11 +22,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Final
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from chatproject.db_threads import on_db_thread
 from chatproject.llm.config import configured_models, resolve_model
 from chatproject.llm.types import LLMError
 from conversations.events import DeltaEvent, DoneEvent
@@ -131,7 +131,7 @@ async def _authenticate(request: HttpRequest) -> Authenticated:
     if scheme.lower() != "bearer" or not secret.strip():
         raise ApiError(401, "Send the API key as `Authorization: Bearer <key>`.", code="invalid_api_key")
     try:
-        return await database_sync_to_async(api_key_authenticate)(secret=secret.strip())
+        return await on_db_thread(api_key_authenticate)(secret=secret.strip())
     except AuthenticationFailed as exc:
         raise ApiError(401, exc.message, code="invalid_api_key") from None
 
@@ -515,7 +515,7 @@ async def _prepare(request: HttpRequest) -> tuple[ChatRequest, PreparedTurn]:
     try:
         # Before any database work, as the chat socket does: a flood costs one Redis call each.
         await send_admit_async(user_id=caller.user.pk, ip=client_ip_from_meta(request.META))
-        prepared = await database_sync_to_async(api_turn_prepare)(user=caller.user, turn=chat.turn)
+        prepared = await on_db_thread(api_turn_prepare)(user=caller.user, turn=chat.turn)
     except RateLimited as exc:
         raise ApiError(429, exc.message, code="rate_limit_exceeded", retry_after=exc.retry_after) from None
     except TurnRejected as exc:

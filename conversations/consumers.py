@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from typing import Any
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from chatproject.db_threads import on_db_thread
 from chatproject.llm.types import LLMError
 from conversations.events import (
     CLIENT_EVENT_TYPES,
@@ -151,7 +152,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await send_admit_async(user_id=self.user.pk, ip=client_ip_from_scope(self.scope))
         if conversation_id is not None:
             await self._authorized(conversation_id)
-        prepared = await database_sync_to_async(turn_prepare)(
+        prepared = await on_db_thread(turn_prepare)(
             user=self.user,
             conversation_id=conversation_id,
             content=event.get("content"),
@@ -167,7 +168,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         conversation = await self._authorized(event.get("conversation_id"))
         client_id = event.get("client_id") if isinstance(event.get("client_id"), str) else None
         await send_admit_async(user_id=self.user.pk, ip=client_ip_from_scope(self.scope))
-        prepared = await database_sync_to_async(turn_prepare)(
+        prepared = await on_db_thread(turn_prepare)(
             user=self.user,
             conversation_id=str(conversation.pk),
             content=event.get("content"),
@@ -179,7 +180,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def on_switch(self, event: dict[str, Any]) -> None:
         """Show another branch: every socket of the conversation is told to redraw it."""
         conversation = await self._authorized(event.get("conversation_id"))
-        leaf = await database_sync_to_async(branch_select)(
+        leaf = await on_db_thread(branch_select)(
             user=self.user, conversation_id=str(conversation.pk), message_id=event.get("message_id")
         )
         await self._watch(str(conversation.pk))
@@ -193,7 +194,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         conversation = await self._authorized(event.get("conversation_id"))
         # Another reply costs what a send costs, so it counts against the same limits.
         await send_admit_async(user_id=self.user.pk, ip=client_ip_from_scope(self.scope))
-        prepared = await database_sync_to_async(turn_prepare_regenerate)(
+        prepared = await on_db_thread(turn_prepare_regenerate)(
             user=self.user, conversation_id=str(conversation.pk), message_id=event.get("message_id")
         )
         await self._watch(str(conversation.pk))
@@ -290,7 +291,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await asyncio.sleep(float(settings.CHAT_SNAPSHOT_TIMEOUT))
         if message_id not in self.held:
             return
-        message = await database_sync_to_async(message_get)(message_id=message_id)
+        message = await on_db_thread(message_get)(message_id=message_id)
         if message is None:
             self.held.pop(message_id, None)
             return
@@ -300,8 +301,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         else:
             await self._reap_if_stale(message.conversation_id)
 
-    async def _reap_if_stale(self, conversation_id: object) -> None:
-        reaped = await database_sync_to_async(messages_reap_interrupted)(conversation_id=conversation_id)
+    async def _reap_if_stale(self, conversation_id: str | uuid.UUID) -> None:
+        reaped = await on_db_thread(messages_reap_interrupted)(conversation_id=conversation_id)
         for message in reaped:
             await publish(str(message.conversation_id), done_frame(message))
 
@@ -313,9 +314,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def _authorized(self, conversation_id: object) -> Any:
         if not isinstance(conversation_id, str):
             raise ClientError("invalid_event", "conversation_id is required.")
-        conversation = await database_sync_to_async(conversation_get_for_user)(
-            user=self.user, conversation_id=conversation_id
-        )
+        conversation = await on_db_thread(conversation_get_for_user)(user=self.user, conversation_id=conversation_id)
         if conversation is None:
             raise ClientError(*NOT_FOUND, conversation_id=conversation_id[:64])
         return conversation
@@ -323,7 +322,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def _message_in(self, conversation_id: object, message_id: object) -> Message:
         if not isinstance(message_id, int) or isinstance(message_id, bool):
             raise ClientError("invalid_event", "message_id must be an integer.")
-        message = await database_sync_to_async(message_get)(message_id=message_id)
+        message = await on_db_thread(message_get)(message_id=message_id)
         if message is None or message.conversation_id != conversation_id:
             raise ClientError("message_not_found", "That message is not in this conversation.", message_id=message_id)
         return message

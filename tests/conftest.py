@@ -57,6 +57,15 @@ def _fresh_channel_layer() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+async def _close_upstream_clients() -> AsyncIterator[None]:
+    """The fast path's HTTP client belongs to the test's event loop: closed with it."""
+    yield
+    from chatproject.llm.openai_stream import close_sessions
+
+    await close_sessions()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_rate_limits() -> Iterator[None]:
     """Every test starts with no recent attempts: the run's tests share one client address and
     reuse usernames, so windows left by one test would refuse the next."""

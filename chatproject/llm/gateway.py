@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from chatproject.llm import openai_stream
 from chatproject.llm.config import (
     OFFLINE_CONTEXT_WINDOW,
     RouterSettings,
@@ -134,11 +135,13 @@ async def stream(
     }
     state = _StreamState(answered_by=spec.litellm_model, priced_as=spec.litellm_model)
     started = time.monotonic()
-    pieces = (
-        _routed_pieces(spec, request, state)
-        if spec.is_routed
-        else _direct_pieces({**request, **_target_kwargs(spec)}, state)
-    )
+    target = _fast_target(spec)
+    if target is not None:
+        pieces = _fast_pieces(target, request, state)
+    elif spec.is_routed:
+        pieces = _routed_pieces(spec, request, state)
+    else:
+        pieces = _direct_pieces({**request, **_target_kwargs(spec)}, state)
     async with contextlib.aclosing(pieces):
         async for text in pieces:
             yield Delta(text=text)
@@ -148,6 +151,28 @@ async def stream(
     usage = Usage(usage.prompt_tokens, usage.completion_tokens, _cost(state.priced_as, usage))
     logger.debug("stream %s finished in %.0f ms", state.answered_by, (time.monotonic() - started) * 1000)
     yield Delta(finish_reason=state.finish_reason, usage=usage, model=state.answered_by)
+
+
+def _fast_target(spec: ModelSpec) -> openai_stream.Target | None:
+    from django.conf import settings
+
+    return openai_stream.target_for(spec) if settings.LLM_FAST_PATH else None
+
+
+async def _fast_pieces(
+    target: openai_stream.Target, request: dict[str, Any], state: _StreamState
+) -> AsyncGenerator[str, None]:
+    """An OpenAI-compatible server read directly (chatproject/llm/openai_stream.py): litellm's
+    per-chunk cost is most of a relay's CPU at a few hundred concurrent replies."""
+    result = openai_stream.StreamResult(produced=state.produced)
+    call = {key: request[key] for key in ("messages", "max_tokens", "user")}
+    texts = openai_stream.stream_text(target, call, result, timeout=_timeout())
+    try:
+        async with contextlib.aclosing(texts):
+            async for text in texts:
+                yield text
+    finally:
+        state.usage, state.finish_reason = result.usage, result.finish_reason
 
 
 async def _direct_pieces(call: dict[str, Any], state: _StreamState) -> AsyncGenerator[str, None]:

@@ -284,19 +284,26 @@ def _refusal(period: PeriodStatus, tokens: int, now: datetime) -> BudgetExceeded
 
 
 def budget_reserve(
-    *, user_id: int, model: str, tokens: int, message_id: int | None = None, now: datetime | None = None
+    *,
+    user_id: int,
+    model: str,
+    tokens: int,
+    message_id: int | None = None,
+    now: datetime | None = None,
+    limits: Limits | None = None,
 ) -> BudgetReservation:
     """Hold `tokens` of the user's day and month budgets for one turn, or raise BudgetExceeded.
 
     Runs in the caller's transaction when there is one (a turn reserves in the transaction that
     stores its messages, so a refusal stores nothing); the counter rows stay locked until it ends.
+    `limits`: the user's, when the caller has read them already.
     """
     if tokens < 0:
         raise ValueError("a reservation cannot be negative")
     now = now or timezone.now()
     with transaction.atomic():
         budget_reservations_sweep(user_id=user_id)
-        limits = limits_for_user(user_id=user_id)
+        limits = limits or limits_for_user(user_id=user_id)
         starts = {period: period_start(period, now) for period in PERIODS}
         counters = _locked_counters(user_id, {(period, starts[period]) for period in PERIODS})
         over: list[PeriodStatus] = []
@@ -396,7 +403,8 @@ def budget_reservations_sweep(*, user_id: int) -> int:
         state=BudgetReservation.State.RESERVED,
     )
     closed = 0
-    with transaction.atomic():
+    # No savepoint of its own: it runs first in budget_reserve's, which a failure here rolls back.
+    with transaction.atomic(savepoint=False):
         for reservation in open_holds:
             record = (
                 UsageRecord.objects.filter(message_id=reservation.message_id, purpose=UsageRecord.Purpose.CHAT)

@@ -98,9 +98,7 @@ def hidden_conversations_purge(*, older_than: timedelta | None = None) -> int:
     """
     age = older_than or timedelta(hours=float(settings.API_STATELESS_RETENTION_HOURS))
     # A conversation under a moderation hold (an open flag) stays until the flag is reviewed.
-    expired = Conversation.objects.filter(temporary=True, deleted_at__lt=timezone.now() - age).exclude(
-        hold_condition()
-    )
+    expired = Conversation.objects.filter(temporary=True, deleted_at__lt=timezone.now() - age).exclude(hold_condition())
     purged = 0
     while batch := list(expired.values_list("pk", flat=True)[:PURGE_BATCH]):
         with transaction.atomic():
@@ -167,7 +165,8 @@ def turn_start(
     if edit_of is not None and conversation_id is None:
         raise TurnRejected("invalid_event", "An edit names the conversation of the message it edits.")
     try:
-        with transaction.atomic():
+        # No savepoint: a refusal raised here ends the turn's whole transaction (turn_prepare).
+        with transaction.atomic(savepoint=False):
             conversation, created = _locked_conversation(user, conversation_id, text, blocked=blocked, hidden=hidden)
             reaped = [] if created else messages_reap_interrupted(conversation_id=conversation.pk)
             if Message.objects.filter(conversation=conversation, status=Message.Status.STREAMING).exists():

@@ -17,13 +17,13 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
-from django.db.models import prefetch_related_objects
+from django.db.models import Prefetch, prefetch_related_objects
 from django.utils import timezone
 
+from chatproject.db_threads import on_db_thread
 from chatproject.llm import embeddings, gateway
 from chatproject.llm.config import resolve_model
 from chatproject.llm.types import ChatMessage, LLMError, PromptMessage, Usage
@@ -44,9 +44,9 @@ from conversations.limits.budgets import (
     budget_estimate,
     budget_fallback_model,
     budget_reserve,
-    plan_for_user,
+    limits_for_user,
 )
-from conversations.models import Message
+from conversations.models import Attachment, Message
 from conversations.rendering import render_markdown
 from conversations.selectors import done_frame, message_payload, sibling_ids
 from conversations.services.attachments import (
@@ -85,6 +85,15 @@ INLINE_GUARD_TAIL_CHARS = 400
 # Generations running in this process, by assistant message id: stop and snapshot requests from
 # local sockets are served from here without a channel-layer round trip.
 _running: dict[int, Generation] = {}
+
+
+def coalescing_interval() -> float:
+    """Seconds between two deltas of a reply: CHAT_COALESCE_MS, widened with the replies streaming
+    in this process so that their deltas together stay near CHAT_MAX_FLUSHES_PER_SECOND (each delta
+    costs the same whatever its length, so the work per second stays bounded as streams grow)."""
+    base = settings.CHAT_COALESCE_MS / 1000
+    shared = len(_running) / max(1, int(settings.CHAT_MAX_FLUSHES_PER_SECOND))
+    return min(max(base, shared), max(base, settings.CHAT_COALESCE_MAX_MS / 1000))
 
 
 def local_generation(message_id: int) -> Generation | None:
@@ -150,8 +159,16 @@ def _store_embedding(message: Message, vector: list[float] | None) -> None:
 
 
 def _context_for(
-    start: TurnStart, model: str, prompt_text: str, query: list[float] | None, options: TurnOptions = WEB_TURN
+    start: TurnStart,
+    model: str,
+    prompt_text: str,
+    query: list[float] | None,
+    options: TurnOptions = WEB_TURN,
+    *,
+    new_images: bool = True,
 ) -> BuiltContext:
+    """The prompt of a turn. `new_images`: whether the new message may carry images (False when
+    the turn knows it claimed none, which spares a query)."""
     conversation = start.conversation
     system_prompt = moderation_pipeline.system_prompt()
     if options.instructions:
@@ -176,7 +193,7 @@ def _context_for(
             use_memory=not conversation.temporary,
             exclude_ids=[start.user_message.pk],
         )
-    inputs = _with_images(inputs, start, model)
+    inputs = _with_images(inputs, start, model, new_images=new_images)
     return build_context(
         inputs,
         window=gateway.context_window(model),
@@ -185,11 +202,13 @@ def _context_for(
     )
 
 
-def _with_images(inputs: ContextInputs, start: TurnStart, model: str) -> ContextInputs:
+def _with_images(inputs: ContextInputs, start: TurnStart, model: str, *, new_images: bool = True) -> ContextInputs:
     """The images of the new message and of the history turns, for the builder to place. A model
     without vision gets none (older images become notes in their turns' text)."""
     ids = [turn.message_id for turn in inputs.history if turn.message_id is not None]
-    refs = image_refs_by_message(message_ids=[*ids, start.user_message.pk])
+    if new_images:
+        ids.append(start.user_message.pk)
+    refs = image_refs_by_message(message_ids=ids) if ids else {}
     if not refs:
         return inputs
     user_images = refs.get(start.user_message.pk, ())
@@ -270,8 +289,12 @@ def turn_prepare(
             edit_of=edit_of,
         )
         attachments_link(attachments=claimed, message=start.user_message)
-        # The announcements are built on the event loop, where no query may run: fetch them now.
-        prefetch_related_objects([m for m in (start.user_message, start.assistant_message) if m], "attachments")
+        # The announcements are built on the event loop, where no query may run: fetch them now
+        # (messages just stored hold only the uploads claimed now: with none, nothing to fetch).
+        prefetch_related_objects(
+            [m for m in (start.user_message, start.assistant_message) if m],
+            "attachments" if claimed else Prefetch("attachments", queryset=Attachment.objects.none()),
+        )
         flags_record(
             verdict=verdict,
             user_id=user.pk,
@@ -283,12 +306,12 @@ def turn_prepare(
             return PreparedTurn(
                 start=start, model=model, context=None, input_verdict=verdict, options=options, siblings=siblings
             )
-        context = _context_for(start, model, verdict.text, vector, options)
+        context = _context_for(start, model, verdict.text, vector, options, new_images=bool(claimed))
         admitted = _admit(
             start,
             model,
             context,
-            lambda other: _context_for(start, other, verdict.text, vector, options),
+            lambda other: _context_for(start, other, verdict.text, vector, options, new_images=bool(claimed)),
             max_tokens=options.max_tokens,
         )
         prompt = _prompt_with_images(admitted.context)
@@ -356,11 +379,12 @@ def _admit(
     to the plan's fallback model (not counted: see conversations/limits/budgets.py) or refuse it."""
     assert start.assistant_message is not None
     user_id = int(start.conversation.owner_id)
-    plan = plan_for_user(user_id=user_id)
+    limits = limits_for_user(user_id=user_id)
+    plan = limits.plan
     estimate = budget_estimate(model=model, prompt_tokens=context.report.tokens_used, max_tokens=max_tokens)
     try:
         reservation = budget_reserve(
-            user_id=user_id, model=model, tokens=estimate, message_id=start.assistant_message.pk
+            user_id=user_id, model=model, tokens=estimate, message_id=start.assistant_message.pk, limits=limits
         )
     except BudgetExceeded as exc:
         fallback = budget_fallback_model(plan=plan, model=model)
@@ -415,9 +439,7 @@ async def turn_launch(prepared: PreparedTurn, *, client_id: str | None = None) -
     # A hidden conversation (a stateless API exchange) is never searched: its vector is not worth
     # an HNSW insert.
     if prepared.vector is not None and start.conversation.deleted_at is None:
-        _in_background(
-            database_sync_to_async(_store_embedding, thread_sensitive=False)(start.user_message, prepared.vector)
-        )
+        _in_background(on_db_thread(_store_embedding)(start.user_message, prepared.vector))
     return generation
 
 
@@ -590,12 +612,11 @@ class Generation:
 
     async def _flush_loop(self) -> None:
         """Publish pending text at most once per coalescing interval; the first piece at once."""
-        interval = settings.CHAT_COALESCE_MS / 1000
         while True:
             await self._wake.wait()
             self._wake.clear()
             if not self._upstream_done:
-                delay = self._last_flush + interval - time.monotonic()
+                delay = self._last_flush + coalescing_interval() - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
             await self._flush()
@@ -641,7 +662,7 @@ class Generation:
     async def _checkpoint_loop(self) -> None:
         saved_seq = 0
         last_write = time.monotonic()
-        checkpoint = database_sync_to_async(message_checkpoint, thread_sensitive=False)
+        checkpoint = on_db_thread(message_checkpoint)
         while True:
             await asyncio.sleep(float(settings.CHAT_CHECKPOINT_SECONDS))
             beat_due = time.monotonic() - last_write >= float(settings.CHAT_HEARTBEAT_SECONDS)
@@ -681,7 +702,7 @@ class Generation:
             "error_message": error["message"] if error else "",
             "context_report": self.context_report,
         }
-        done = await database_sync_to_async(_finalize_sync, thread_sensitive=False)(self, outcome_args, self.usage)
+        done = await on_db_thread(_finalize_sync)(self, outcome_args, self.usage)
         if error:
             done["error"] = error
         self.done = done
