@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from conversations.limits.budgets import budget_release, budget_settle
@@ -275,12 +276,21 @@ def turn_regenerate_start(*, user: User, conversation_id: str, message_id: objec
     return TurnStart(conversation, question, assistant, False, reaped)
 
 
-def message_checkpoint(*, message_id: int, content: str, seq: int) -> bool:
-    """Save the text streamed so far; also the heartbeat. False if the row is no longer streaming."""
-    updated = Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
-        content=content, seq=seq, updated_at=timezone.now()
-    )
-    return updated == 1
+def messages_checkpoint(*, checkpoints: Sequence[tuple[int, str, int]]) -> set[int]:
+    """Save the text streamed so far of several replies, (message id, content, seq) each, in one
+    statement; also their heartbeat. Returns the ids written: a row no longer streaming (its
+    reply ended meanwhile) keeps its final text."""
+    if not checkpoints:
+        return set()
+    ids, contents, seqs = (list(column) for column in zip(*checkpoints, strict=True))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Message._meta.db_table} AS m SET content = c.content, seq = c.seq, updated_at = %s "
+            "FROM unnest(%s::bigint[], %s::text[], %s::integer[]) AS c(id, content, seq) "
+            "WHERE m.id = c.id AND m.status = %s RETURNING m.id",
+            [timezone.now(), ids, contents, seqs, Message.Status.STREAMING],
+        )
+        return {int(row[0]) for row in cursor.fetchall()}
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import math
 import time
+import weakref
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -61,8 +62,8 @@ from conversations.services.messages import (
     Outcome,
     TurnRejected,
     TurnStart,
-    message_checkpoint,
     message_finalize,
+    messages_checkpoint,
     turn_regenerate_start,
     turn_start,
     user_must_be_allowed_to_send,
@@ -94,6 +95,45 @@ def coalescing_interval() -> float:
     base = settings.CHAT_COALESCE_MS / 1000
     shared = len(_running) / max(1, int(settings.CHAT_MAX_FLUSHES_PER_SECOND))
     return min(max(base, shared), max(base, settings.CHAT_COALESCE_MAX_MS / 1000))
+
+
+# The task per event loop that writes the checkpoints of its generations (see _write_checkpoints).
+_checkpoint_writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _ensure_checkpoint_writer(loop: asyncio.AbstractEventLoop) -> None:
+    task = _checkpoint_writers.get(loop)
+    if task is None or task.done():
+        _checkpoint_writers[loop] = loop.create_task(_write_checkpoints(loop), name="checkpoints")
+
+
+async def _write_checkpoints(loop: asyncio.AbstractEventLoop) -> None:
+    """Every CHAT_CHECKPOINT_SECONDS, the text of every reply streaming on this loop that grew (or
+    whose heartbeat is due), in one statement: one write a second per process, not one per reply
+    (200 replies made 200 round trips a second, each with its thread hop). Ends when no reply is
+    left; the next reply starts it again."""
+    save = on_db_thread(messages_checkpoint)
+    while True:
+        await asyncio.sleep(float(settings.CHAT_CHECKPOINT_SECONDS))
+        mine = [g for g in _running.values() if g.loop is loop]
+        if not mine:
+            # No await between the check and leaving: a reply started now finds no writer and starts one.
+            _checkpoint_writers.pop(loop, None)
+            return
+        now = time.monotonic()
+        due = [g for g in mine if g.checkpoint_due(now)]
+        batch = [(g.message_id, g.content, g.seq) for g in due]
+        if not batch:
+            continue
+        try:
+            await save(checkpoints=batch)
+        except Exception:  # a failed write must not end the checkpoints of every reply: retried next tick
+            logger.exception("could not write %d checkpoints", len(batch))
+            continue
+        for generation, (_, _, seq) in zip(due, batch, strict=True):
+            generation.checkpointed(seq, now)
 
 
 def local_generation(message_id: int) -> Generation | None:
@@ -485,6 +525,10 @@ class Generation:
     finish_reason: str | None = None
     # False where no socket can ever watch (a hidden conversation): frames go to local listeners only.
     broadcast: bool = True
+    loop: asyncio.AbstractEventLoop | None = None
+    _saved_seq: int = 0
+    _last_write: float = field(default_factory=time.monotonic)
+    _ending: bool = False
     # Readers in this process (the API's responses) take frames from here, with no channel-layer
     # round trip per delta; None ends each queue. `done` is kept for a reader that comes late.
     _local: list[asyncio.Queue[DeltaEvent | DoneEvent | None]] = field(default_factory=list)
@@ -493,8 +537,20 @@ class Generation:
     # --- public ---------------------------------------------------------------------------------
 
     def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
         _running[self.message_id] = self
         self.task = asyncio.create_task(self._run(), name=f"generation-{self.message_id}")
+        _ensure_checkpoint_writer(self.loop)
+
+    def checkpoint_due(self, now: float) -> bool:
+        """Whether the row lags the text, or the heartbeat is due; never once the reply is ending
+        (its final write follows)."""
+        if self._ending:
+            return False
+        return self.seq != self._saved_seq or now - self._last_write >= float(settings.CHAT_HEARTBEAT_SECONDS)
+
+    def checkpointed(self, seq: int, at: float) -> None:
+        self._saved_seq, self._last_write = max(self._saved_seq, seq), at
 
     @property
     def content(self) -> str:
@@ -540,7 +596,6 @@ class Generation:
 
     async def _run(self) -> None:
         control = asyncio.create_task(self._listen_for_control())
-        checkpoints = asyncio.create_task(self._checkpoint_loop())
         self._reader = asyncio.create_task(self._read_when_admitted())
         status: str = Message.Status.COMPLETE
         error: ErrorPayload | None = None
@@ -563,7 +618,7 @@ class Generation:
             if self.blocked_by is not None:
                 status = Message.Status.BLOCKED
                 error = {"code": "blocked_output", "message": self.blocked_by.explanation(), "retryable": False}
-            checkpoints.cancel()
+            self._ending = True
             control.cancel()
             try:
                 await asyncio.shield(self._finalize(status, error))
@@ -658,19 +713,6 @@ class Generation:
         self.blocked_by = verdict
         self.request_stop()
         return True
-
-    async def _checkpoint_loop(self) -> None:
-        saved_seq = 0
-        last_write = time.monotonic()
-        checkpoint = on_db_thread(message_checkpoint)
-        while True:
-            await asyncio.sleep(float(settings.CHAT_CHECKPOINT_SECONDS))
-            beat_due = time.monotonic() - last_write >= float(settings.CHAT_HEARTBEAT_SECONDS)
-            if self.seq == saved_seq and not beat_due:
-                continue
-            seq, content = self.seq, self.content
-            await checkpoint(message_id=self.message_id, content=content, seq=seq)
-            saved_seq, last_write = seq, time.monotonic()
 
     async def _listen_for_control(self) -> None:
         """Serve stop and snapshot requests from sockets on other nodes."""
