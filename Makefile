@@ -40,11 +40,15 @@ lint: venv
 # The load matrix (1-500 streams, 0 and 20 ms between tokens, WebSocket and SSE), each run against
 # the upstream read directly; a Markdown report in bench/results/. Best on a quiet machine.
 # BENCH_DATABASE_URL picks the database (default: parley_bench on the local server, created if missing).
+# The server the matrix runs: uvicorn with a worker per core served best here (docs/performance.md);
+# `make bench BENCH_SERVER=daphne BENCH_WORKERS=1` runs the same matrix on daphne.
+BENCH_SERVER ?= uvicorn
+BENCH_WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 bench: venv
-	$(PY) -m bench.load --matrix
+	$(PY) -m bench.load --matrix --server $(BENCH_SERVER) --workers $(BENCH_WORKERS)
 
 bench-quick: venv
-	$(PY) -m bench.load --matrix --quick
+	$(PY) -m bench.load --matrix --quick --server $(BENCH_SERVER) --workers $(BENCH_WORKERS)
 
 bench-first-delta: venv
 	$(PY) -m bench.first_delta

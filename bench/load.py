@@ -547,7 +547,7 @@ class ServerKind:
 
     def __post_init__(self) -> None:
         if self.name not in SERVERS or self.workers < 1 or (self.name == "daphne" and self.workers != 1):
-            raise ValueError(f"unsupported server: {self.name} with {self.workers} workers")
+            raise ValueError(f"{self.name} with {self.workers} workers: daphne runs one process (--workers 1)")
 
     @property
     def label(self) -> str:
@@ -994,8 +994,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(json.dumps(result), flush=True)
             results.append(result)
     if args.matrix or args.report:
-        from bench.load_report import write_report
+        from bench.load_report import headline_table, write_report
 
+        print("\n".join(headline_table(results)))
         print(f"report: {write_report(results, quick=args.quick)}")
 
 

@@ -73,11 +73,15 @@ def headline_table(results: Sequence[dict[str, Any]]) -> list[str]:
             f"{ms(direct['ttft_ms']['p99'])} | {rate(direct['tokens_per_s'])} |"
         )
         lines.append(
-            f"| **{TRANSPORT_NAMES[run['transport']]}** | {ms(product['ttft_ms']['p50'])} | "
+            f"| **{TRANSPORT_NAMES[run['transport']]}, {server_name(run)}** | {ms(product['ttft_ms']['p50'])} | "
             f"{ms(product['ttft_ms']['p99'])} | {rate(product['tokens_per_s'])} |"
         )
     lines += [f"| {name} (issue 8, not this run) | {p50} | {p99} | {tps} |" for name, p50, p99, tps in REFERENCE_ROWS]
     return [*lines, ""]
+
+
+def server_name(run: dict[str, Any]) -> str:
+    return str(run["server"]["name"])
 
 
 def verdict(run: dict[str, Any]) -> str:
@@ -112,11 +116,11 @@ def detail_table(results: Sequence[dict[str, Any]]) -> list[str]:
         "",
         "TTFT and tokens/s from the client's side; `lost/dup` count tokens (text) and, over the socket, "
         "delta numbers; `persisted` is complete rows with the whole text over replies; CPU is percent of one "
-        "core over the product phase.",
+        "core over the product phase (every worker process of the server together).",
         "",
         "| transport | streams × rounds | ms/token | direct TTFT p50 / p99 | product TTFT p50 / p95 / p99 | "
         "direct tok/s | product tok/s | errors | lost/dup tokens | lost/dup deltas | persisted | "
-        "daphne CPU | daphne RSS | fake CPU | client CPU | load avg |",
+        "server CPU | server RSS | fake CPU | client CPU | load avg |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in results:
@@ -143,9 +147,10 @@ def render(results: Sequence[dict[str, Any]], *, quick: bool = False) -> str:
     header = [
         f"# Load: the product against the upstream read directly ({'quick matrix, ' if quick else ''}{at})",
         "",
-        f"{results[0]['machine']['cpus'] if results else '?'} CPUs, Python {platform.python_version()}, daphne, "
-        f"one process. The fake upstream streams {', '.join(map(str, tokens))} tokens per reply. Every product "
-        "phase follows its own direct baseline, same client, same number of streams. `python -m bench.load "
+        f"{results[0]['machine']['cpus'] if results else '?'} CPUs, Python {platform.python_version()}, "
+        f"{', '.join(sorted({server_name(r) for r in results}))}. "
+        f"The fake upstream streams {', '.join(map(str, tokens))} tokens per reply. Every product phase "
+        "follows its own direct baseline, same client, same number of streams. `python -m bench.load "
         "--help` says how each figure is taken; docs/performance.md what they mean.",
         "",
     ]

@@ -30,7 +30,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
@@ -249,21 +249,30 @@ def _lock_order(key: CounterKey) -> tuple[int, datetime]:
     return PERIODS.index(key[0]), key[1]
 
 
-def _locked_counters(user_id: int, keys: set[CounterKey]) -> dict[CounterKey, BudgetCounter]:
-    """Lock (creating if needed) the user's counter rows, one at a time in one global order, so
-    two transactions that need the same rows can never each hold one the other waits for."""
-    counters: dict[CounterKey, BudgetCounter] = {}
-    for period, starts_at in sorted(keys, key=_lock_order):
-        rows = BudgetCounter.objects.select_for_update().filter(user_id=user_id, period=period, starts_at=starts_at)
-        counter = rows.first()
-        if counter is None:
-            # Two first turns of a period may race to create the row: one insert wins, both lock it.
-            BudgetCounter.objects.bulk_create(
-                [BudgetCounter(user_id=user_id, period=period, starts_at=starts_at)], ignore_conflicts=True
-            )
-            counter = rows.get()
-        counters[(period, starts_at)] = counter
-    return counters
+def _add_to_counters(user_id: int, deltas: dict[CounterKey, tuple[int, int]]) -> dict[CounterKey, tuple[int, int]]:
+    """Add (used, reserved) to the user's counter rows, creating missing ones, in one statement;
+    returns each row's (used, reserved) after. The rows are written, and so locked until the
+    transaction ends, in one global order (VALUES are inserted in the order given), so two
+    transactions that need the same rows can never each hold one the other waits for.
+
+    A reserved figure never goes below zero. A negative reserved delta is only ever given back to
+    a row its reservation created, so an inserted row never starts negative."""
+    keys = sorted(deltas, key=_lock_order)
+    table = BudgetCounter._meta.db_table
+    rows = ", ".join(["(%s, %s, %s, %s, %s)"] * len(keys))
+    params: list[int | str | datetime] = []
+    for period, starts_at in keys:
+        used, reserved = deltas[(period, starts_at)]
+        params += [user_id, period, starts_at, used, reserved]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (user_id, period, starts_at, used, reserved) VALUES {rows} "
+            "ON CONFLICT (user_id, period, starts_at) DO UPDATE SET "
+            f"used = {table}.used + EXCLUDED.used, reserved = GREATEST(0, {table}.reserved + EXCLUDED.reserved) "
+            "RETURNING period, starts_at, used, reserved",
+            params,
+        )
+        return {(period, starts_at): (int(used), int(reserved)) for period, starts_at, used, reserved in cursor}
 
 
 def _refusal(period: PeriodStatus, tokens: int, now: datetime) -> BudgetExceeded:
@@ -305,28 +314,21 @@ def budget_reserve(
         budget_reservations_sweep(user_id=user_id)
         limits = limits or limits_for_user(user_id=user_id)
         starts = {period: period_start(period, now) for period in PERIODS}
-        counters = _locked_counters(user_id, {(period, starts[period]) for period in PERIODS})
+        # Reserve first, then judge: a refusal raises out of this block, whose savepoint undoes it.
+        after = _add_to_counters(user_id, {(period, starts[period]): (0, tokens) for period in PERIODS})
         over: list[PeriodStatus] = []
         for period in PERIODS:
-            counter = counters[(period, starts[period])]
+            used, reserved = after[(period, starts[period])]
             limit = limits.of(period)
-            if limit and counter.used + counter.reserved + tokens > limit:
+            if limit and used + reserved > limit:
                 over.append(
                     PeriodStatus(
-                        period,
-                        limit,
-                        counter.used,
-                        counter.reserved,
-                        starts[period],
-                        period_end(period, starts[period]),
+                        period, limit, used, reserved - tokens, starts[period], period_end(period, starts[period])
                     )
                 )
         if over:
             # Name the budget that keeps the user waiting longest: it is the one that matters.
             raise _refusal(max(over, key=lambda status: status.resets_at), tokens, now)
-        for counter in counters.values():
-            counter.reserved += tokens
-            counter.save(update_fields=["reserved"])
         return BudgetReservation.objects.create(
             user_id=user_id,
             message_id=message_id,
@@ -342,13 +344,10 @@ def _close(reservation: BudgetReservation, *, charge: int, at: datetime, state: 
     (the ledger row's time, so counters and ledger agree even when a reply straddles midnight)."""
     held = {(DAY, reservation.day_starts_at), (MONTH, reservation.month_starts_at)}
     charged = {(period, period_start(period, at)) for period in PERIODS} if charge else set()
-    counters = _locked_counters(int(reservation.user_id), held | charged)
-    for key in held:
-        counters[key].reserved = max(0, counters[key].reserved - int(reservation.tokens))
-    for key in charged:
-        counters[key].used += charge
-    for counter in counters.values():
-        counter.save(update_fields=["used", "reserved"])
+    deltas = {
+        key: (charge if key in charged else 0, -int(reservation.tokens) if key in held else 0) for key in held | charged
+    }
+    _add_to_counters(int(reservation.user_id), deltas)
     reservation.state = state
     reservation.charged = charge
     reservation.usage_record_id = record_id

@@ -170,7 +170,11 @@ def turn_start(
         with transaction.atomic(savepoint=False):
             conversation, created = _locked_conversation(user, conversation_id, text, blocked=blocked, hidden=hidden)
             reaped = [] if created else messages_reap_interrupted(conversation_id=conversation.pk)
-            if Message.objects.filter(conversation=conversation, status=Message.Status.STREAMING).exists():
+            # A conversation created just now has no reply to wait for.
+            if (
+                not created
+                and Message.objects.filter(conversation=conversation, status=Message.Status.STREAMING).exists()
+            ):
                 raise TurnRejected("busy", "A reply is still being written in this conversation. Stop it or wait.")
             parent = conversation.active_leaf if edit_of is None else _edited(conversation, edit_of).parent
             user_message = Message.objects.create(
