@@ -572,6 +572,7 @@ def server_command(kind: ServerKind, port: int) -> list[str]:
         "--workers",
         str(kind.workers),
         "--no-access-log",
+        "--no-proxy-headers",
         "--log-level",
         "warning",
         "chatproject.asgi:application",
@@ -624,6 +625,7 @@ def py_spy(pid: int, output: Path, *, idle: bool = False) -> Iterator[None]:
     runs; with `idle`, waiting threads are sampled too (wall-clock time: where turns wait, not
     only what burns CPU)."""
     command = ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--nonblocking", "--output", str(output)]
+    command += ["--rate", os.environ.get("BENCH_PROFILE_RATE", "100")]
     command.append("--subprocesses")
     if idle:
         command.append("--idle")
