@@ -120,16 +120,14 @@ def _target(spec: ModelSpec) -> Target | None:
     headers.update({str(k): str(v) for k, v in extra_headers.items()})
     body = {key: value for key, value in extra.items() if key in BODY_PARAMS}
     body.update(extra_body)
-    timeout = extra.get("timeout")
+    try:
+        retries = max(0, int(str(extra.get("num_retries") or 0)))
+        timeout = float(str(extra["timeout"])) if extra.get("timeout") else None
+    except ValueError:
+        return None  # litellm reports a malformed option its own way
     url = _completions_url(spec.api_base)
     return Target(
-        url=url,
-        model=model,
-        headers=headers,
-        body=body,
-        retries=max(0, int(str(extra.get("num_retries") or 0))),
-        timeout=float(str(timeout)) if timeout else None,
-        proxy=_proxy_for(url),
+        url=url, model=model, headers=headers, body=body, retries=retries, timeout=timeout, proxy=_proxy_for(url)
     )
 
 

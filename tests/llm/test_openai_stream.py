@@ -132,6 +132,7 @@ def test_openai_compatible_models_with_one_deployment_take_the_fast_path(setting
         {"model": "openai/odd-model"},  # no server address: litellm knows the provider's
         {"model": "openai/odd-model", "api_base": "http://127.0.0.1:9", "api_version": "2024-01"},  # litellm's option
         {"model": "openai/odd-model", "api_base": "http://127.0.0.1:9", "fallbacks": ["other"]},  # routed
+        {"model": "openai/odd-model", "api_base": "http://127.0.0.1:9", "num_retries": "twice"},  # malformed
     ],
 )
 def test_other_models_stay_on_litellm(settings: Any, entry: dict[str, Any]) -> None:
