@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from django.test import Client
 
 from bench.fake_upstream import FakeUpstream
 from chatproject.llm.config import configured_models
+from conversations.models import Message
 
 # One key prefix per test run, so parallel runs (and a dev server) on the same Redis never cross.
 settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"test-{uuid.uuid4().hex[:8]}"  # type: ignore[index]
@@ -214,3 +216,42 @@ def test_database_url() -> str:
 
 
 test_database_url.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+
+
+_NOTIFY_CHANNEL = "test_message_written"
+
+
+def wait_for_message(message_id: int, condition: Callable[[Message], bool], *, timeout: float = 20.0) -> Message:
+    """Block until the message row meets `condition`, written by whatever process writes it (a live
+    server, a worker): PostgreSQL notifies this test of every write to the row, so the row is read
+    again only when it changed, and the wait fails at the deadline."""
+    import psycopg
+
+    with psycopg.connect(test_database_url(), autocommit=True) as listener:
+        _notify_message_writes(listener)
+        try:
+            listener.execute(f"LISTEN {_NOTIFY_CHANNEL}")
+            deadline = time.monotonic() + timeout
+            while True:
+                # Read after LISTEN: a write between the read and the wait still wakes the wait.
+                message = Message.objects.get(pk=message_id)
+                if condition(message):
+                    return message
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    pytest.fail(f"message {message_id} never met the condition: {message.status} seq {message.seq}")
+                for _ in listener.notifies(timeout=remaining, stop_after=1):
+                    pass
+        finally:
+            listener.execute(f"DROP TRIGGER IF EXISTS {_NOTIFY_CHANNEL} ON conversations_message")
+
+
+def _notify_message_writes(connection: Any) -> None:
+    connection.execute(
+        f"CREATE OR REPLACE FUNCTION {_NOTIFY_CHANNEL}() RETURNS trigger AS $$ BEGIN "
+        f"PERFORM pg_notify('{_NOTIFY_CHANNEL}', NEW.id::text); RETURN NEW; END $$ LANGUAGE plpgsql"
+    )
+    connection.execute(
+        f"CREATE OR REPLACE TRIGGER {_NOTIFY_CHANNEL} AFTER INSERT OR UPDATE ON conversations_message "
+        f"FOR EACH ROW EXECUTE FUNCTION {_NOTIFY_CHANNEL}()"
+    )

@@ -12,11 +12,10 @@ output while it streams, and the real PII detector redacts input.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import openai
@@ -34,7 +33,6 @@ HALTING_WORD = "halting-word"
 SLOW_TOKENS = 400
 CUT_AFTER = 5
 DEFAULT_MODEL = "offline/parley-mini"
-T = TypeVar("T")
 
 GUARDRAILS = [
     {
@@ -135,18 +133,6 @@ def new_caller(server: LiveServer, username: str = "alice") -> Caller:
 @pytest.fixture
 def caller(api_server: LiveServer, transactional_db: None) -> Caller:
     return new_caller(api_server)
-
-
-def eventually(probe: Callable[[], T | None], *, timeout: float = 15.0, what: str = "condition") -> T:
-    """Poll `probe` (a database read) until it returns something, or fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value is not None:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not happen within {timeout:.0f}s")
-        time.sleep(0.05)  # the pause between reads of a condition with a deadline
 
 
 def server_log(server: LiveServer) -> str:

@@ -25,7 +25,8 @@ from conversations.services.messages import hidden_conversations_purge
 from conversations.tasks import purge_hidden_conversations
 from moderation.models import Flag
 from moderation.services import flag_dismiss
-from tests.api.conftest import CUT_AFTER, DEFAULT_MODEL, HALTING_WORD, SLOW_TOKENS, Caller, eventually
+from tests.api.conftest import CUT_AFTER, DEFAULT_MODEL, HALTING_WORD, SLOW_TOKENS, Caller
+from tests.conftest import wait_for_message
 from tests.live import LiveServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -318,11 +319,8 @@ def test_a_client_that_disconnects_mid_stream_stops_the_upstream_request(
     stats = upstream.wait_for(lambda s: s["client_disconnects"] >= 1, timeout=15)
     assert stats["streams_completed"] == 0
 
-    def stopped() -> Message | None:
-        reply = Message.objects.filter(conversation__owner=caller.user, role="assistant").first()
-        return reply if reply is not None and reply.status != "streaming" else None
-
-    reply = eventually(stopped, what="the reply to be finalized")
+    streaming = Message.objects.get(conversation__owner=caller.user, role="assistant")
+    reply = wait_for_message(streaming.pk, lambda m: m.status != "streaming")
     assert reply.status == "stopped"
     assert reply.content and expected_content(SLOW_TOKENS).startswith(reply.content)
     assert len(reply.content) < len(expected_content(SLOW_TOKENS))

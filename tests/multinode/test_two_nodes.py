@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,7 +9,7 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth.models import User
 
 from conversations.models import Conversation, Message
-from tests.conftest import session_cookie_for
+from tests.conftest import session_cookie_for, wait_for_message
 from tests.multinode.conftest import Client, Cluster
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -58,17 +55,6 @@ async def start_reply(client: Client, content: str, conversation_id: str | None 
         lambda f: f["type"] == "message.created" and f["message"]["role"] == "assistant"
     )
     return created[-1]
-
-
-async def wait_for_row(message_id: int, condition: Callable[[Message], bool], timeout: float = 20.0) -> Message:
-    deadline = time.monotonic() + timeout
-    while True:
-        message = await stored(message_id)
-        if condition(message):
-            return message
-        if time.monotonic() > deadline:
-            raise AssertionError(f"message {message_id} never met the condition: {message.status} {message.seq}")
-        await asyncio.sleep(0.05)  # the pause between reads of a condition with a deadline
 
 
 async def test_a_reply_started_on_one_node_streams_to_a_socket_on_the_other(
@@ -130,7 +116,8 @@ async def test_killing_a_node_mid_reply_leaves_it_interrupted_and_another_node_r
     on_b = await connect(cluster.b, cookie)
     await on_b.send({"type": "subscribe", "conversation_id": conversation_id})
     await on_b.receive_until(lambda f: f["type"] == "subscribed")
-    await wait_for_row(message_id, lambda m: m.seq >= 3)  # some text is checkpointed
+    # Some text is checkpointed.
+    await sync_to_async(wait_for_message, thread_sensitive=False)(message_id, lambda m: m.seq >= 3)
 
     cluster.a.kill()
 
