@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncGenerator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -99,12 +99,10 @@ def _timeout() -> float:
 
 
 @dataclass
-class _StreamState:
-    """What a stream left behind besides its text: how it ended and who answered."""
+class _StreamState(openai_stream.StreamResult):
+    """What a stream left behind besides its text (its text, usage and finish reason, as the fast
+    path records them), and who answered."""
 
-    produced: list[str] = field(default_factory=list)
-    usage: Usage | None = None
-    finish_reason: str | None = None
     answered_by: str = ""
     priced_as: str = ""
 
@@ -164,15 +162,11 @@ async def _fast_pieces(
 ) -> AsyncGenerator[str, None]:
     """An OpenAI-compatible server read directly (chatproject/llm/openai_stream.py): litellm's
     per-chunk cost is most of a relay's CPU at a few hundred concurrent replies."""
-    result = openai_stream.StreamResult(produced=state.produced)
     call = {key: request[key] for key in ("messages", "max_tokens", "user")}
-    texts = openai_stream.stream_text(target, call, result, timeout=_timeout())
-    try:
-        async with contextlib.aclosing(texts):
-            async for text in texts:
-                yield text
-    finally:
-        state.usage, state.finish_reason = result.usage, result.finish_reason
+    texts = openai_stream.stream_text(target, call, state, timeout=_timeout())
+    async with contextlib.aclosing(texts):
+        async for text in texts:
+            yield text
 
 
 async def _direct_pieces(call: dict[str, Any], state: _StreamState) -> AsyncGenerator[str, None]:
