@@ -7,10 +7,11 @@ misses were published in an earlier report; "holdout2": injection only, written 
 detector's second round of changes, whose misses were then used in the third round, so no longer clean;
 "holdout3": injection only, written and hashed before the third round and clean for it, but its misses
 were used in the fourth round, so no longer clean; "holdout4": injection only, an optional separate file
-written by someone else during the fourth round and scored once, the clean split), the false-positive
-rate on ordinary chat prompts alone, and a small threshold sweep. The report says whether each frozen
-split still has the digest recorded in FROZEN_SPLITS, and whether holdout4 has the digest recorded
-beside it. It also carries the cross-validated figures of bench/guardrails_injection_cv.py.
+written by someone else during the fourth round; "holdout5": likewise, during the fifth round; the clean
+splits), the false-positive rate on ordinary chat prompts alone, and a small threshold sweep. The report
+says whether each frozen split still has the digest recorded in FROZEN_SPLITS, and whether each clean
+split has the digest recorded beside it. It also carries the cross-validated figures of
+bench/guardrails_injection_cv.py.
 
 Latency: the *added* cost of the input checks, as a turn pays it. The turn embeds the user's
 message anyway and passes the vector in `context.extra["embedding"]`, so that embedding is computed
@@ -40,14 +41,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "bench" / "data"
 RESULTS = ROOT / "bench" / "results"
-SPLITS = ("dev", "holdout", "holdout2", "holdout3", "holdout4")
-# Splits whose misses the report lists. holdout4's stay unlisted: a list of its misses would be the next
-# round's tuning material, and then no split would be clean.
+SPLITS = ("dev", "holdout", "holdout2", "holdout3", "holdout4", "holdout5")
+# Splits whose misses the report lists. The clean splits' stay unlisted: a list of their misses would be the
+# next round's tuning material, and then no split would be clean.
 LISTED_ERRORS = ("holdout", "holdout2", "holdout3")
-# The clean split lives in its own file, written by someone other than the detector's author, with its
-# digest beside it. The bench scores it when present and must not be edited to look at it any other way.
-HOLDOUT4 = DATA / "injection_holdout4.jsonl"
-HOLDOUT4_DIGEST = DATA / "injection_holdout4.sha256"
+# Clean splits, each in a file of its own (injection_<split>.jsonl, digest in injection_<split>.sha256),
+# written by someone other than the detector's authors. The bench scores them when present and must not be
+# edited to look at them any other way. holdout5 was written during the fifth round as its validation set
+# (only its totals were read while choosing); holdout4 was scored once, at the end of the round.
+CLEAN_SPLITS = ("holdout4", "holdout5")
 # sha256 of a split's JSON lines, sorted and joined by "\n", taken when the split was written: a held-out
 # split is only worth its name if nobody edited it after seeing scores, and this makes an edit visible.
 # holdout2's digest was first recorded here when holdout3 was added (its lines date from commit 70d4447).
@@ -83,30 +85,46 @@ def load(name: str) -> list[Example]:
     return [Example(r["text"], r["label"] != "benign", r["category"], r["source"], r.get("split", "dev")) for r in rows]
 
 
-def load_injection(*, with_holdout4: bool = True) -> list[Example]:
-    """The injection evaluation set, plus holdout4 when its file exists (every line of it is holdout4)."""
+def clean_file(split: str) -> Path:
+    return DATA / f"injection_{split}.jsonl"
+
+
+def load_injection(*, with_clean: bool = True) -> list[Example]:
+    """The injection evaluation set, plus each clean split whose file exists (every line of it is that split)."""
     examples = load("injection_eval")
-    if with_holdout4 and HOLDOUT4.exists():
-        rows = [json.loads(line) for line in HOLDOUT4.read_text(encoding="utf-8").splitlines() if line.strip()]
-        examples += [Example(r["text"], r["label"] != "benign", r["category"], r["source"], "holdout4") for r in rows]
+    for split in CLEAN_SPLITS if with_clean else ():
+        path = clean_file(split)
+        if path.exists():
+            rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            examples += [Example(r["text"], r["label"] != "benign", r["category"], r["source"], split) for r in rows]
     return examples
 
 
-def holdout4_check(*, with_holdout4: bool = True) -> dict[str, Any] | None:
-    """Whether holdout4 still has the digest recorded beside it (None when the split is absent).
+def clean_checks(*, with_clean: bool = True) -> dict[str, dict[str, Any]]:
+    """For each clean split present, whether it still has the digest recorded beside it.
 
     The recorded value is the first word of the .sha256 file (`sha256sum` format or a bare digest); it may be
     the digest of the file's bytes or, like FROZEN_SPLITS, of its non-empty lines sorted and joined by newlines.
     """
-    if not with_holdout4 or not HOLDOUT4.exists():
+    checks = {}
+    for split in CLEAN_SPLITS if with_clean else ():
+        check = _clean_check(clean_file(split))
+        if check is not None:
+            checks[split] = check
+    return checks
+
+
+def _clean_check(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
         return None
-    raw = HOLDOUT4.read_bytes()
+    digest_file = path.with_suffix(".sha256")
+    raw = path.read_bytes()
     lines = sorted(line for line in raw.decode("utf-8").splitlines() if line.strip())
     actual = {
         "file": hashlib.sha256(raw).hexdigest(),
         "sorted lines": hashlib.sha256("\n".join(lines).encode()).hexdigest(),
     }
-    words = HOLDOUT4_DIGEST.read_text(encoding="utf-8").split() if HOLDOUT4_DIGEST.exists() else []
+    words = digest_file.read_text(encoding="utf-8").split() if digest_file.exists() else []
     recorded = words[0].lower() if words else ""
     matched = next((kind for kind, digest in actual.items() if digest == recorded), None)
     return {"recorded": recorded or None, "actual": actual["file"], "matched": matched}
@@ -332,16 +350,19 @@ def _sweep_rows(result: dict[str, Any]) -> list[str]:
     return rows
 
 
-def _holdout4_lines(check: dict[str, Any] | None) -> list[str]:
-    if check is None:
-        return ["", "holdout4: not scored (bench/data/injection_holdout4.jsonl absent, or --skip-holdout4)."]
-    if check["recorded"] is None:
-        verdict = "NO recorded digest (bench/data/injection_holdout4.sha256 missing or empty)"
-    elif check["matched"]:
-        verdict = f"matches the recorded digest ({check['matched']})"
-    else:
-        verdict = f"DOES NOT match the recorded digest `{check['recorded']}`"
-    return ["", f"- injection holdout4 (separate file): `{check['actual']}` {verdict}"]
+def _clean_lines(checks: dict[str, dict[str, Any]]) -> list[str]:
+    if not checks:
+        return ["", "Clean splits: not scored (their files absent, or --skip-clean)."]
+    lines = [""]
+    for split, check in checks.items():
+        if check["recorded"] is None:
+            verdict = f"NO recorded digest (bench/data/injection_{split}.sha256 missing or empty)"
+        elif check["matched"]:
+            verdict = f"matches the recorded digest ({check['matched']})"
+        else:
+            verdict = f"DOES NOT match the recorded digest `{check['recorded']}`"
+        lines.append(f"- injection {split} (separate file): `{check['actual']}` {verdict}")
+    return lines
 
 
 def _cv_lines(cv: dict[str, Any] | None) -> list[str]:
@@ -350,7 +371,7 @@ def _cv_lines(cv: dict[str, Any] | None) -> list[str]:
     rows = []
     for view, label in (
         ("leave_one_split_out", "leave-one-split-out"),
-        ("reference_only_head", "head on reference only"),
+        ("reference_only_head", "head without evaluation lines"),
     ):
         for split, m in cv[view].items():
             rows.append(
@@ -360,12 +381,12 @@ def _cv_lines(cv: dict[str, Any] | None) -> list[str]:
     return [
         "## Cross-validation (injection, threshold 0.5)",
         "",
-        "bench/guardrails_injection_cv.py. Leave-one-split-out: the linear head is retrained on the reference set and"
-        " the other three splits of injection_eval.jsonl, and the whole detector (rules, k-NN, that head) scores the"
-        " held-out split; `pooled` joins the four held-out results. Head on reference only: the head never sees an"
-        " evaluation line. The k-NN holds no evaluation lines in either view. The rules and the generated reference"
-        " set were written with all four splits' misses in view, so these figures are optimistic; holdout4 is the"
-        " clean figure.",
+        "bench/guardrails_injection_cv.py. Leave-one-split-out: the head is retrained on the reference and training"
+        " sets and the other three splits of injection_eval.jsonl, and the whole detector (rules, k-NN, that head)"
+        " scores the held-out split; `pooled` joins the four held-out results. Head without evaluation lines: trained"
+        " on the reference and training sets only. The k-NN holds no evaluation lines in either view. The rules and"
+        " the generated reference set were written with all four splits' misses in view, so these figures are"
+        " optimistic; holdout4 and holdout5 are the clean figures.",
         "",
         "| view | held out | attacks | recall | ordinary chat FP | hard-negative FP |",
         "|---|---|---|---|---|---|",
@@ -388,9 +409,9 @@ def write_report(results: dict[str, Any]) -> Path:
         " second round of injection changes, never used to make them, but its misses were used to tune the third"
         " round, so it is no longer clean; `holdout3` (injection only): written and hashed before the third round"
         " and never scored while making it, but its misses were listed and used to tune the fourth round (a larger"
-        " generated reference set and a retrained head), so it is no longer clean either; `holdout4` (injection"
-        " only, bench/data/injection_holdout4.jsonl, when present): written by someone else during the fourth round,"
-        " never seen by it: the clean split).",
+        " generated reference set and a retrained head), so it is no longer clean either; `holdout4` and `holdout5`"
+        " (injection only, separate files, when present): written by someone else, their lines never seen by the"
+        " detector's authors: the clean splits).",
         "",
         "Frozen splits (sha256 of the split's JSON lines, sorted, joined by newlines):",
         "",
@@ -403,7 +424,7 @@ def write_report(results: dict[str, Any]) -> Path:
             )
             for check in results["frozen_splits"]
         ],
-        *_holdout4_lines(results.get("holdout4")),
+        *_clean_lines(results.get("clean_splits") or {}),
         "",
         "## Quality at the default threshold",
         "",
@@ -461,9 +482,9 @@ def main() -> None:
     parser.add_argument("--quality-only", action="store_true", help="skip the latency runs; print, write no report")
     parser.add_argument("--threads", type=int, default=0, help="EMBEDDING_THREADS for this run (0: the setting)")
     parser.add_argument(
-        "--skip-holdout4",
+        "--skip-clean",
         action="store_true",
-        help="leave the clean split out even when its file exists (runs made while still changing the detector)",
+        help="leave the clean splits out even when their files exist (runs made while still changing the detector)",
     )
     args = parser.parse_args()
     if args.threads:
@@ -480,7 +501,7 @@ def main() -> None:
 
     embeddings.preload()
     injection, toxicity = InjectionDetector(), ToxicityDetector()
-    sets = {"injection": load_injection(with_holdout4=not args.skip_holdout4), "toxicity": load("toxicity_eval")}
+    sets = {"injection": load_injection(with_clean=not args.skip_clean), "toxicity": load("toxicity_eval")}
     vectors = {name: embeddings.embed([e.text for e in examples]) for name, examples in sets.items()}
     for detector in (injection, toxicity):  # load the reference sets before any clock starts
         detector.check("warm up", direction=_input(), context=_context())
@@ -503,7 +524,7 @@ def main() -> None:
         "python": platform.python_version(),
         "quality": quality_results,
         "frozen_splits": frozen_split_checks(),
-        "holdout4": holdout4_check(with_holdout4=not args.skip_holdout4),
+        "clean_splits": clean_checks(with_clean=not args.skip_clean),
         "cv": cv,
         "latency": latency([injection, toxicity], short, embeddings.embed),
     }
@@ -544,7 +565,7 @@ def _summary(results: dict[str, Any]) -> dict[str, Any]:
                     key: m[key] for key in ("threshold", "precision", "recall", "fpr", "fpr_ordinary_chat")
                 }
     summary["frozen_splits_unchanged"] = all(c["actual"] == c["recorded"] for c in results["frozen_splits"])
-    summary["holdout4"] = results["holdout4"]
+    summary["clean_splits"] = results["clean_splits"]
     summary["latency"] = results["latency"]
     return summary
 

@@ -1,10 +1,11 @@
 """Cross-validated quality of the injection detector: how it does on wordings its learned part never saw.
 
-The shipped linear head is trained on the reference set plus every split of bench/data/injection_eval.jsonl,
-so scoring it on those splits says nothing about new wordings. Here each split is held out in turn
-(leave-one-split-out): the head is retrained on the reference set and the other splits, the detector
-(rules + k-NN + that head) scores the held-out split, and the held-out results are pooled. A second
-view trains the head on the reference set alone and scores every split (nothing of the evaluation set
+The shipped head is trained on the reference set, the training set (moderation/data/
+injection_training.jsonl) and every split of bench/data/injection_eval.jsonl, so scoring it on those
+splits says nothing about new wordings. Here each split is held out in turn (leave-one-split-out): the
+head is retrained on the reference and training sets and the other splits, the detector (rules + k-NN
++ that head) scores the held-out split, and the held-out results are pooled. A second view trains the
+head on the reference and training sets alone and scores every split (nothing of the evaluation set
 seen by the learned part). The k-NN never holds evaluation lines, so it needs no retraining.
 
 The rules were written with dev, holdout, holdout2 and (since the fourth round) holdout3 in view, so
@@ -82,10 +83,18 @@ def run(detector: Any, grid: Sequence[tuple[float, float]]) -> dict[str, Any]:
     from moderation.detectors import classifier
 
     ref = detector.reference
-    ref_vectors = ref.matrix
-    ref_positive = np.array([e.label != "benign" for e in ref.examples], dtype=bool)
+    ref_texts = [e.text for e in ref.examples] + [
+        row["text"] for row in classifier._labelled_rows(classifier.TRAINING, None)
+    ]
+    ref_vectors = np.vstack([ref.matrix, _embed_cached(ref_texts[len(ref.examples) :])])
+    ref_positive = np.array(
+        [e.label != "benign" for e in ref.examples]
+        + [row["label"] != "benign" for row in classifier._labelled_rows(classifier.TRAINING, None)],
+        dtype=bool,
+    )
     examples = [e for e in load("injection_eval") if e.split in CV_SPLITS]
-    eval_vectors = _embed_cached([e.text for e in examples])
+    eval_texts = [e.text for e in examples]
+    eval_vectors = _embed_cached(eval_texts)
     eval_positive = np.array([e.positive for e in examples], dtype=bool)
     splits = np.array([e.split for e in examples])
     results: dict[str, Any] = {}
@@ -98,6 +107,7 @@ def run(detector: Any, grid: Sequence[tuple[float, float]]) -> dict[str, Any]:
             detector.head._head = classifier.train(
                 np.vstack([ref_vectors, eval_vectors[train_mask]]),
                 np.concatenate([ref_positive, eval_positive[train_mask]]),
+                ref_texts + [text for text, keep in zip(eval_texts, train_mask, strict=True) if keep],
             )
             index = np.flatnonzero(~train_mask)
             held_examples = [examples[i] for i in index]
@@ -105,7 +115,7 @@ def run(detector: Any, grid: Sequence[tuple[float, float]]) -> dict[str, Any]:
             for i, score in zip(index, held_scores, strict=True):
                 pooled[i] = score
             per_split[held] = summary(held_examples, held_scores)
-        detector.head._head = classifier.train(ref_vectors, ref_positive)
+        detector.head._head = classifier.train(ref_vectors, ref_positive, ref_texts)
         reference_only = {
             held: summary(
                 [examples[i] for i in np.flatnonzero(splits == held)],

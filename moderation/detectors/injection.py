@@ -12,12 +12,12 @@ How a score is made:
    %-escapes, Unicode tags, spaced-out letters) are decoded and matched too, and the most distinctive
    patterns also against the rot13 and reversed text. Weights combine as a noisy-OR (independent
    evidence: 1 - Π(1 - w)), so two weak signals make a strong one and no single weak one does.
-2. k-NN. The message's embedding (passed in by the turn, which computes it anyway) and, for a long
-   text, a few windows of it chosen by how much they talk to an assistant, are compared with a
-   labelled reference set (reference.py). Only windows are embedded here, so a short message costs
-   no model call at all.
-3. The two combine as another noisy-OR; a k-NN vote counts only above a confidence floor, because
-   on its own it is the less precise of the two.
+2. Learned. The message's embedding (passed in by the turn, which computes it anyway) and, for a
+   long text, a few windows of it chosen by how much they talk to an assistant, are compared with a
+   labelled reference set (reference.py, k-NN) and scored by a logistic head that also reads the
+   texts' hashed word and character n-grams (classifier.py, ngrams.py). Only windows are embedded
+   here, so a short message costs no model call at all.
+3. The two combine as another noisy-OR; a learned score counts only above a confidence floor.
 
 A message that *discusses* injection ("what does 'ignore previous instructions' do?") keeps its
 rule hits that sit inside quotes at a fraction of their weight; a quoted line that addresses a model
@@ -1243,17 +1243,17 @@ class InjectionDetector(reference.NeighbourSignal):
         self,
         *,
         use_head: bool = True,
-        head_floor: float = 0.7,
+        head_floor: float = 0.5,
         head_weight: float = 0.75,
-        head_document_factor: float = 0.5,
+        head_document_factor: float = 0.8,
         **options: Unpack[reference.KnnOptions],
     ) -> None:
         super().__init__(**options)
-        # The linear head (classifier.py) reads the same vectors as the k-NN, so it costs one dot product.
-        # Floor and weight were chosen by leave-one-split-out cross-validation of the whole detector
-        # (bench/guardrails_injection_cv.py): the most recall whose pooled false positives on ordinary chat stay
-        # under 0.5% (1 of 515). Alone the head flags only above p~0.9; on a pasted document (where its false
-        # positives were, e.g. meeting notes about an AI pilot) it counts half and needs a rule or the k-NN.
+        # The head (classifier.py) reads the same vectors as the k-NN plus the candidates' hashed n-grams.
+        # Floor, weight and document factor were chosen on the validation split holdout5 (its totals only):
+        # the most recall whose false positives on its ordinary chat stay under 1% (1 of 131). Alone the head
+        # flags above p~0.83; on a pasted document, where its false positives are (long ordinary texts with
+        # a line that reads like an instruction), it counts 0.8 and needs p~0.92 or a rule or the k-NN.
         self.use_head = use_head
         self.head_floor = head_floor
         self.head_weight = head_weight
@@ -1283,7 +1283,8 @@ class InjectionDetector(reference.NeighbourSignal):
         candidates = self._knn_candidates(text, evidence.signals)
         vectors = self.candidate_vectors(candidates, text, context.extra)
         if self.use_head:
-            for (_, span), p in zip(candidates, self.head.get().probabilities(vectors), strict=True):
+            texts = [candidate for candidate, _ in candidates]
+            for (_, span), p in zip(candidates, self.head.get().probabilities(vectors, texts), strict=True):
                 if float(p) > evidence.head_score:
                     evidence.head_score, evidence.head_span = float(p), span
         for (_, span), votes in zip(candidates, self.reference.votes(vectors), strict=True):
