@@ -3,13 +3,15 @@
 bench/data/injection_public.jsonl (built by bench/injection_public.py from permissively licensed
 red-teaming and benchmark packages) holds attacks and benign material in the shapes those projects
 publish: spikee's jailbreak templates and documents, AgentDojo's tool-output injections, PromptInject,
-ps-fuzz, DeepTeam, inspect_evals' CodeIPI and AgentThreatBench, and their clean counterparts. Nothing
-of it is in the reference set, the training set or the head, so this is a second clean measure, of a
-different kind from the written holdouts: other people's attacks, in other people's words, with their
-label noise (a benign AgentDojo task that happens to say "ignore" is scored as written).
+ps-fuzz, DeepTeam, inspect_evals' CodeIPI and AgentThreatBench, and their clean counterparts. Half of
+it, chosen by a hash of each text (classifier.public_training_half), trains the head; the other half
+is scored here as held out: other people's attacks, in other people's words, with their label noise
+(a benign AgentDojo task that happens to say "ignore" is scored as written). Its groups are the same
+sources as the trained half, so it measures the detector on those sources' shapes, not on new ones.
 
-Reported per group: how many attacks the detector flags at its default threshold, and how many benign
-lines it flags. The turn's vector is given, as in a real turn.
+Reported per group of the held-out half: how many attacks the detector flags at its default threshold,
+and how many benign lines it flags; then the trained half's totals. The turn's vector is given, as in
+a real turn.
 
     python -m bench.guardrails_public
 """
@@ -30,6 +32,15 @@ RESULTS = ROOT / "bench" / "results"
 
 def load() -> list[dict[str, Any]]:
     return [json.loads(line) for line in CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def split_halves(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(held out, trained on)."""
+    from moderation.detectors.classifier import public_training_half
+
+    trained = [row for row in rows if public_training_half(row["text"])]
+    held = [row for row in rows if not public_training_half(row["text"])]
+    return held, trained
 
 
 def score(rows: list[dict[str, Any]]) -> list[float]:
@@ -65,14 +76,19 @@ def _pct(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f}%" if whole else "-"
 
 
-def write_report(table: dict[str, dict[str, int]], threshold: float) -> Path:
+def _total(table: dict[str, dict[str, int]]) -> dict[str, int]:
+    return {key: sum(cell[key] for cell in table.values()) for key in ("attacks", "caught", "benign", "flagged")}
+
+
+def write_report(table: dict[str, dict[str, int]], trained: dict[str, dict[str, int]], threshold: float) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"guardrails-public-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}.md"
-    total = {key: sum(cell[key] for cell in table.values()) for key in ("attacks", "caught", "benign", "flagged")}
+    total, seen = _total(table), _total(trained)
     lines = [
         f"# Injection detector on the public corpus ({dt.datetime.now(dt.UTC).isoformat(timespec='seconds')})",
         "",
-        f"bench/data/injection_public.jsonl; threshold {threshold}. See bench/guardrails_public.py.",
+        f"bench/data/injection_public.jsonl; threshold {threshold}. See bench/guardrails_public.py. The held-out"
+        " half, per group:",
         "",
         "| group | attacks | recall | benign | flagged |",
         "|---|---|---|---|---|",
@@ -83,6 +99,9 @@ def write_report(table: dict[str, dict[str, int]], threshold: float) -> Path:
         ],
         f"| **all** | {total['attacks']} | {_pct(total['caught'], total['attacks'])} | {total['benign']}"
         f" | {total['flagged']} ({_pct(total['flagged'], total['benign'])}) |",
+        "",
+        f"The trained-on half: {seen['attacks']} attacks, recall {_pct(seen['caught'], seen['attacks'])};"
+        f" {seen['benign']} benign, {seen['flagged']} flagged ({_pct(seen['flagged'], seen['benign'])}).",
         "",
     ]
     path.write_text("\n".join(lines))
@@ -96,11 +115,12 @@ def main() -> None:
     django.setup()
     from moderation.detectors.injection import InjectionDetector
 
-    rows = load()
+    held, trained = split_halves(load())
     threshold = InjectionDetector.default_threshold
-    table = by_group(rows, score(rows), threshold)
-    print(json.dumps(table))
-    print(f"report: {write_report(table, threshold)}")
+    table = by_group(held, score(held), threshold)
+    seen = by_group(trained, score(trained), threshold)
+    print(json.dumps({"held_out": table, "trained_on": _total(seen)}))
+    print(f"report: {write_report(table, seen, threshold)}")
 
 
 if __name__ == "__main__":
