@@ -7,8 +7,9 @@ misses were published in an earlier report; "holdout2": injection only, written 
 detector's second round of changes, whose misses were then used in the third round, so no longer clean;
 "holdout3": injection only, written and hashed before the third round and clean for it, but its misses
 were used in the fourth round, so no longer clean; "holdout4": injection only, an optional separate file
-written by someone else during the fourth round; "holdout5": likewise, during the fifth round; the clean
-splits), the false-positive rate on ordinary chat prompts alone, and a small threshold sweep. The report
+written by someone else during the fourth round; "holdout5" and "holdout6": likewise, during the fifth
+round; "holdout7" and "holdout8": likewise, at the start of the sixth; the clean splits), the
+false-positive rate on ordinary chat prompts alone, and a small threshold sweep. The report
 says whether each frozen split still has the digest recorded in FROZEN_SPLITS, and whether each clean
 split has the digest recorded beside it. It also carries the cross-validated figures of
 bench/guardrails_injection_cv.py.
@@ -41,7 +42,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "bench" / "data"
 RESULTS = ROOT / "bench" / "results"
-SPLITS = ("dev", "holdout", "holdout2", "holdout3", "holdout4", "holdout5", "holdout6")
+SPLITS = ("dev", "holdout", "holdout2", "holdout3", "holdout4", "holdout5", "holdout6", "holdout7", "holdout8")
 # Splits whose misses the report lists. The clean splits' stay unlisted: a list of their misses would be the
 # next round's tuning material, and then no split would be clean.
 LISTED_ERRORS = ("holdout", "holdout2", "holdout3")
@@ -49,8 +50,10 @@ LISTED_ERRORS = ("holdout", "holdout2", "holdout3")
 # written by someone other than the detector's authors. The bench scores them when present and must not be
 # edited to look at them any other way. holdout5 was written during the fifth round as its validation set
 # (only its totals were read while choosing); holdout4 was scored once at the end of the fourth round and
-# once at the end of the fifth's first pass; holdout6 was written for the fifth round's second pass.
-CLEAN_SPLITS = ("holdout4", "holdout5", "holdout6")
+# once at the end of the fifth's first pass; holdout6 was written for the fifth round's second pass and
+# scored once at its end; holdout7 and holdout8 were written by two more authors at the start of the sixth
+# round, before anything changed, and are scored only at its end.
+CLEAN_SPLITS = ("holdout4", "holdout5", "holdout6", "holdout7", "holdout8")
 # sha256 of a split's JSON lines, sorted and joined by "\n", taken when the split was written: a held-out
 # split is only worth its name if nobody edited it after seeing scores, and this makes an edit visible.
 # holdout2's digest was first recorded here when holdout3 was added (its lines date from commit 70d4447).
