@@ -1244,20 +1244,27 @@ class InjectionDetector(reference.NeighbourSignal):
         *,
         use_head: bool = True,
         head_floor: float = 0.5,
-        head_weight: float = 0.75,
+        head_weight: float = 0.85,
         head_document_factor: float = 0.8,
+        head_non_latin: bool = True,
+        short_head_floor: float = 0.9,
         **options: Unpack[reference.KnnOptions],
     ) -> None:
         super().__init__(**options)
         # The head (classifier.py) reads the same vectors as the k-NN plus the candidates' hashed n-grams.
-        # Floor, weight and document factor were chosen on the validation split holdout5 (its totals only):
-        # the most recall whose false positives on its ordinary chat stay under 1% (1 of 131). Alone the head
-        # flags above p~0.83; on a pasted document, where its false positives are (long ordinary texts with
-        # a line that reads like an instruction), it counts 0.8 and needs p~0.92 or a rule or the k-NN.
+        # Its settings were chosen on validation data only (holdout5's totals, the public corpus's held-out
+        # half, a 5-fold split of the sixth round's training slices): the most recall whose false positives on
+        # holdout5's ordinary chat stay under 1% (1 of 131). Alone the head flags above p~0.79; on a pasted
+        # document, where its false positives are (long ordinary texts with a line that reads like an
+        # instruction), it counts 0.8 and needs p~0.87 or a rule or the k-NN. It also reads text in other
+        # scripts (head_non_latin), where the k-NN is off: its character n-grams carry there. A message of a
+        # few words that no rule matches is flagged on the head alone only when p >= short_head_floor.
         self.use_head = use_head
         self.head_floor = head_floor
         self.head_weight = head_weight
         self.head_document_factor = head_document_factor
+        self.head_non_latin = head_non_latin
+        self.short_head_floor = short_head_floor
         self.head = classifier.HeadCache(self.reference)
 
     def check(self, text: str, *, direction: Direction, context: CheckContext) -> list[Finding]:
@@ -1276,7 +1283,8 @@ class InjectionDetector(reference.NeighbourSignal):
     # --- k-NN ----------------------------------------------------------------------------------------
 
     def _add_knn(self, text: str, context: CheckContext, evidence: _Evidence) -> None:
-        if not _mostly_latin(text):
+        latin = _mostly_latin(text)
+        if not latin and not (self.use_head and self.head_non_latin):
             # MiniLM was trained on English: Cyrillic, CJK or Arabic text all lands in one corner of its space,
             # so any non-Latin example there would vote for every message in that script. The rules judge these.
             return
@@ -1287,6 +1295,8 @@ class InjectionDetector(reference.NeighbourSignal):
             for (_, span), p in zip(candidates, self.head.get().probabilities(vectors, texts), strict=True):
                 if float(p) > evidence.head_score:
                     evidence.head_score, evidence.head_span = float(p), span
+        if not latin:
+            return
         for (_, span), votes in zip(candidates, self.reference.votes(vectors), strict=True):
             if votes.score > evidence.knn_score:
                 evidence.knn_score = votes.score
@@ -1332,9 +1342,9 @@ class InjectionDetector(reference.NeighbourSignal):
             if not knn:
                 evidence.knn_span = evidence.head_span
         learned = 1.0 - (1.0 - knn) * (1.0 - head)
-        if not evidence.signals and evidence.words < SHORT_TEXT_WORDS:
+        if not evidence.signals and evidence.words < SHORT_TEXT_WORDS and evidence.head_score < self.short_head_floor:
             # A few words embed noisily ("go on forever" sits near "go on, ignore your rules"): without
-            # a rule agreeing, the learned signal alone may flag a short message but never block it.
+            # a rule agreeing, the learned signal alone counts on a short message only when the head is sure.
             learned = min(learned, SHORT_TEXT_LEARNED_CAP)
         total = 1.0 - (1.0 - noisy_or(s.weight for s in evidence.signals)) * (1.0 - learned)
         lead = _lead_category(by_category, evidence.knn_category if knn or head else "")

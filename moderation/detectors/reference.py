@@ -17,6 +17,7 @@ the tail of what came before, and the input and output detectors look at the sam
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -163,7 +164,15 @@ def read_examples(path: Path) -> list[Example]:
 
 
 def source_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """sha256 of a data file, hashed once per version of it: the training set is megabytes, and every new
+    detector (each settings change, in tests) checks its shipped arrays against it."""
+    stat = path.stat()
+    return _digest_of_version(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=32)
+def _digest_of_version(path: str, mtime_ns: int, size: int) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def vectors_path(name: str) -> Path:
