@@ -1247,7 +1247,7 @@ class InjectionDetector(reference.NeighbourSignal):
         head_weight: float = 0.85,
         head_document_factor: float = 0.8,
         head_non_latin: bool = True,
-        short_head_floor: float = 0.9,
+        short_head_floor: float = 1.01,
         **options: Unpack[reference.KnnOptions],
     ) -> None:
         super().__init__(**options)
@@ -1258,7 +1258,9 @@ class InjectionDetector(reference.NeighbourSignal):
         # document, where its false positives are (long ordinary texts with a line that reads like an
         # instruction), it counts 0.8 and needs p~0.87 or a rule or the k-NN. It also reads text in other
         # scripts (head_non_latin), where the k-NN is off: its character n-grams carry there. A message of a
-        # few words that no rule matches is flagged on the head alone only when p >= short_head_floor.
+        # few words that no rule matches could be flagged on the head alone from p >= short_head_floor; that is
+        # off (above 1), because everyday three-word messages reach p 0.94 ("premium user here": "<role> here"
+        # opens many attacks), and a turn's input verdict blocks.
         self.use_head = use_head
         self.head_floor = head_floor
         self.head_weight = head_weight

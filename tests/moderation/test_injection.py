@@ -377,11 +377,10 @@ def test_head_alone_does_not_flag_a_pasted_memo_about_assistants(detector: Injec
     assert score(detector, memo) < THRESHOLD
 
 
-def test_a_short_everyday_request_is_not_blocked_on_the_learned_signal_alone() -> None:
-    from moderation.detectors.base import CheckContext, Direction
-    from moderation.detectors.injection import InjectionDetector
-
-    found = InjectionDetector().check("go on forever", direction=Direction.INPUT, context=CheckContext())
+@pytest.mark.parametrize("text", ["go on forever", "premium user here", "free user here"])
+def test_a_short_everyday_request_is_not_blocked_on_the_learned_signal_alone(text: str) -> None:
+    # The head is sure of some of these ("<role> here" opens many attacks); a few words are not enough.
+    found = InjectionDetector().check(text, direction=Direction.INPUT, context=CheckContext())
     assert all(f.score < 0.5 for f in found)
 
 
