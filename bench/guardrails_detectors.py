@@ -8,7 +8,7 @@ detector's second round of changes, whose misses were then used in the third rou
 "holdout3": injection only, written and hashed before the third round and clean for it, but its misses
 were used in the fourth round, so no longer clean; "holdout4": injection only, an optional separate file
 written by someone else during the fourth round; "holdout5" and "holdout6": likewise, during the fifth
-round; "holdout7" to "holdout10": likewise, during the sixth; the clean splits), the
+round; "holdout7" to "holdout12": likewise, during the sixth; the clean splits), the
 false-positive rate on ordinary chat prompts alone, and a small threshold sweep. The report
 says whether each frozen split still has the digest recorded in FROZEN_SPLITS, and whether each clean
 split has the digest recorded beside it. It also carries the cross-validated figures of
@@ -42,7 +42,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "bench" / "data"
 RESULTS = ROOT / "bench" / "results"
-SPLITS = ("dev", "holdout", "holdout2", "holdout3", *(f"holdout{n}" for n in range(4, 11)))
+SPLITS = ("dev", "holdout", "holdout2", "holdout3", *(f"holdout{n}" for n in range(4, 13)))
 # Splits whose misses the report lists. The clean splits' stay unlisted: a list of their misses would be the
 # next round's tuning material, and then no split would be clean.
 LISTED_ERRORS = ("holdout", "holdout2", "holdout3")
@@ -53,8 +53,10 @@ LISTED_ERRORS = ("holdout", "holdout2", "holdout3")
 # once at the end of the fifth's first pass; holdout6 was written for the fifth round's second pass and
 # scored once at its end; holdout7 and holdout8 were written by two more authors at the start of the sixth
 # round, before anything changed, and are scored only at its end; holdout9 and holdout10 were written by two
-# more during it, after its settings were chosen, and scored once, on the shipped detector.
-CLEAN_SPLITS = ("holdout4", "holdout5", "holdout6", "holdout7", "holdout8", "holdout9", "holdout10")
+# more during it, after its settings were chosen, and scored once, on the shipped detector; holdout11 and
+# holdout12 were written at its end for the next round and not scored: run with --skip-clean until that round's
+# end, or they are spent.
+CLEAN_SPLITS = tuple(f"holdout{n}" for n in range(4, 13))
 # sha256 of a split's JSON lines, sorted and joined by "\n", taken when the split was written: a held-out
 # split is only worth its name if nobody edited it after seeing scores, and this makes an edit visible.
 # holdout2's digest was first recorded here when holdout3 was added (its lines date from commit 70d4447).
@@ -414,7 +416,7 @@ def write_report(results: dict[str, Any]) -> Path:
         " second round of injection changes, never used to make them, but its misses were used to tune the third"
         " round, so it is no longer clean; `holdout3` (injection only): written and hashed before the third round"
         " and never scored while making it, but its misses were listed and used to tune the fourth round (a larger"
-        " generated reference set and a retrained head), so it is no longer clean either; `holdout4` to `holdout10`"
+        " generated reference set and a retrained head), so it is no longer clean either; `holdout4` to `holdout12`"
         " (injection only, separate files, when present): each written by someone else, their lines never seen by"
         " the detector's authors: the clean splits; docs/guardrails.md says which chose what and how often each"
         " was scored).",

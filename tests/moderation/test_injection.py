@@ -256,6 +256,22 @@ def test_evaluation_texts_are_not_in_the_reference_set() -> None:
         assert not train & evaluation
 
 
+def test_the_training_set_shares_no_text_with_a_clean_split() -> None:
+    import json
+
+    from moderation.detectors import classifier
+
+    def texts(path: Path) -> set[str]:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        return {" ".join(json.loads(line)["text"].lower().split()) for line in lines if line.strip()}
+
+    training = texts(classifier.TRAINING)
+    clean = sorted((reference.DATA.parent.parent / "bench" / "data").glob("injection_holdout*.jsonl"))
+    assert len(clean) >= 9
+    for path in clean:
+        assert not training & texts(path), path.name
+
+
 # --- Shape of the output ------------------------------------------------------------------------------------
 
 
