@@ -14,7 +14,7 @@ technique it follows), half of the public corpus (bench/data/injection_public.js
 attacks and benign documents, which keep the line off long ordinary pastes), and the splits of
 bench/data/injection_eval.jsonl named in TRAINING_SPLITS: every split there has been tuned on by now,
 and its ~500 ordinary chat prompts help put the line in the right place for everyday requests. The
-clean splits (holdout4 to holdout8) are separate files this module never reads.
+clean splits (holdout4 to holdout12) are separate files this module never reads.
 bench/guardrails_injection_cv.py measures the head by holding each split out in turn. It is shipped
 as moderation/data/<set>_classifier.npz with the sha256 of the reference JSONL and of the training
 set (what a deployment carries; the bench files' digests are recorded, not checked), and the
