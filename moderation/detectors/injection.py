@@ -1290,7 +1290,9 @@ class InjectionDetector(reference.NeighbourSignal):
             # MiniLM was trained on English: Cyrillic, CJK or Arabic text all lands in one corner of its space,
             # so any non-Latin example there would vote for every message in that script. The rules judge these.
             return
-        candidates = self._knn_candidates(text, evidence.signals)
+        # Outside the Latin script the head reads the whole message only: its windows' vectors would cost an
+        # embedding each (p95 47 ms on long pastes) for a vector MiniLM cannot read there; the n-grams can.
+        candidates = self._knn_candidates(text, evidence.signals) if latin else [(text, (0, len(text)))]
         vectors = self.candidate_vectors(candidates, text, context.extra)
         if self.use_head:
             texts = [candidate for candidate, _ in candidates]
