@@ -6,12 +6,12 @@ were written, so optimistic; "holdout": written afterwards and never used to cha
 misses were published in an earlier report; "holdout2": injection only, written and hashed before the
 detector's second round of changes, whose misses were then used in the third round, so no longer clean;
 "holdout3": injection only, written and hashed before the third round and clean for it, but its misses
-were used in the fourth round, so no longer clean; "holdout4": injection only, an optional separate file
-written by someone else during the fourth round; "holdout5" and "holdout6": likewise, during the fifth
-round; "holdout7" to "holdout12": likewise, during the sixth; the clean splits), the
-false-positive rate on ordinary chat prompts alone, and a small threshold sweep. The report
-says whether each frozen split still has the digest recorded in FROZEN_SPLITS, and whether each clean
-split has the digest recorded beside it. It also carries the cross-validated figures of
+were used in the fourth round, so no longer clean; "holdout4" to "holdout12": injection only, separate
+files written by others during the fourth to sixth rounds, clean splits in their day, trained on since the
+seventh; "holdout13" to "holdout18": likewise, written at the start of the seventh round, the clean
+splits), the false-positive rate on ordinary chat prompts alone, and a small threshold sweep. The report
+says whether each frozen split still has the digest recorded in FROZEN_SPLITS, and whether each split
+file has the digest recorded beside it. It also carries the cross-validated figures of
 bench/guardrails_injection_cv.py.
 
 Latency: the *added* cost of the input checks, as a turn pays it. The turn embeds the user's
@@ -42,21 +42,24 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "bench" / "data"
 RESULTS = ROOT / "bench" / "results"
-SPLITS = ("dev", "holdout", "holdout2", "holdout3", *(f"holdout{n}" for n in range(4, 13)))
+# Clean splits of earlier rounds, each in a file of its own (injection_<split>.jsonl, digest in
+# injection_<split>.sha256), written by someone other than the detector's authors: holdout4 (fourth round),
+# holdout5 and holdout6 (fifth), holdout7 to holdout12 (sixth). Each was scored on a shipped detector at the
+# end of its round, so none is clean any more; from the seventh round the head trains on them
+# (copied into moderation/data/injection_training.jsonl, which both learned signals read) and their misses are
+# tuning material, listed here.
+RETIRED_SPLITS = tuple(f"holdout{n}" for n in range(4, 13))
+# The clean splits: files like the retired ones, written by six more authors at the start of the seventh round
+# before anything changed (commits 695dd81, 7f906bc), never trained or tuned on, their lines never read by the
+# detector's authors; code compared them with the learned data only to drop lines that repeat or nearly repeat
+# one of theirs (tests/moderation/test_injection.py checks the repeats). The bench scores them when present and
+# must not be edited to look at them any other way. A round's new test splits are scored only
+# at its end: until then the bench runs with --skip-clean.
+CLEAN_SPLITS = tuple(f"holdout{n}" for n in range(13, 19))
+SPLITS = ("dev", "holdout", "holdout2", "holdout3", *RETIRED_SPLITS, *CLEAN_SPLITS)
 # Splits whose misses the report lists. The clean splits' stay unlisted: a list of their misses would be the
 # next round's tuning material, and then no split would be clean.
-LISTED_ERRORS = ("holdout", "holdout2", "holdout3")
-# Clean splits, each in a file of its own (injection_<split>.jsonl, digest in injection_<split>.sha256),
-# written by someone other than the detector's authors. The bench scores them when present and must not be
-# edited to look at them any other way. holdout5 was written during the fifth round as its validation set
-# (only its totals were read while choosing); holdout4 was scored once at the end of the fourth round and
-# once at the end of the fifth's first pass; holdout6 was written for the fifth round's second pass and
-# scored once at its end; holdout7 and holdout8 were written by two more authors at the start of the sixth
-# round, before anything changed, and are scored only at its end; holdout9 and holdout10 were written by two
-# more during it, after its settings were chosen, and scored once, on the shipped detector; holdout11 and
-# holdout12 were written at its end and scored once, on the final detector. A round's new test splits stay out
-# of this tuple (or the bench runs with --skip-clean) until its end.
-CLEAN_SPLITS = tuple(f"holdout{n}" for n in range(4, 13))
+LISTED_ERRORS = ("holdout", "holdout2", "holdout3", *RETIRED_SPLITS)
 # sha256 of a split's JSON lines, sorted and joined by "\n", taken when the split was written: a held-out
 # split is only worth its name if nobody edited it after seeing scores, and this makes an edit visible.
 # holdout2's digest was first recorded here when holdout3 was added (its lines date from commit 70d4447).
@@ -96,10 +99,15 @@ def clean_file(split: str) -> Path:
     return DATA / f"injection_{split}.jsonl"
 
 
+def file_splits(*, with_clean: bool) -> tuple[str, ...]:
+    """The splits kept in files of their own: the retired ones always, the clean ones when asked."""
+    return RETIRED_SPLITS + (CLEAN_SPLITS if with_clean else ())
+
+
 def load_injection(*, with_clean: bool = True) -> list[Example]:
-    """The injection evaluation set, plus each clean split whose file exists (every line of it is that split)."""
+    """The injection evaluation set, plus each split file that exists (every line of it is that split)."""
     examples = load("injection_eval")
-    for split in CLEAN_SPLITS if with_clean else ():
+    for split in file_splits(with_clean=with_clean):
         path = clean_file(split)
         if path.exists():
             rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -108,13 +116,13 @@ def load_injection(*, with_clean: bool = True) -> list[Example]:
 
 
 def clean_checks(*, with_clean: bool = True) -> dict[str, dict[str, Any]]:
-    """For each clean split present, whether it still has the digest recorded beside it.
+    """For each split file present, whether it still has the digest recorded beside it.
 
     The recorded value is the first word of the .sha256 file (`sha256sum` format or a bare digest); it may be
     the digest of the file's bytes or, like FROZEN_SPLITS, of its non-empty lines sorted and joined by newlines.
     """
     checks = {}
-    for split in CLEAN_SPLITS if with_clean else ():
+    for split in file_splits(with_clean=with_clean):
         check = _clean_check(clean_file(split))
         if check is not None:
             checks[split] = check
@@ -359,7 +367,7 @@ def _sweep_rows(result: dict[str, Any]) -> list[str]:
 
 def _clean_lines(checks: dict[str, dict[str, Any]]) -> list[str]:
     if not checks:
-        return ["", "Clean splits: not scored (their files absent, or --skip-clean)."]
+        return ["", "Split files: none scored (their files absent)."]
     lines = [""]
     for split, check in checks.items():
         if check["recorded"] is None:
@@ -369,6 +377,8 @@ def _clean_lines(checks: dict[str, dict[str, Any]]) -> list[str]:
         else:
             verdict = f"DOES NOT match the recorded digest `{check['recorded']}`"
         lines.append(f"- injection {split} (separate file): `{check['actual']}` {verdict}")
+    if not any(split in checks for split in CLEAN_SPLITS):
+        lines.append("- clean splits: not scored (their files absent, or --skip-clean)")
     return lines
 
 
@@ -417,9 +427,11 @@ def write_report(results: dict[str, Any]) -> Path:
         " round, so it is no longer clean; `holdout3` (injection only): written and hashed before the third round"
         " and never scored while making it, but its misses were listed and used to tune the fourth round (a larger"
         " generated reference set and a retrained head), so it is no longer clean either; `holdout4` to `holdout12`"
-        " (injection only, separate files, when present): each written by someone else, their lines never seen by"
-        " the detector's authors: the clean splits; docs/guardrails.md says which chose what and how often each"
-        " was scored).",
+        " (injection only, separate files): each written by someone else, clean in its own round, scored at its"
+        " end, and trained on since the seventh round, so optimistic; `holdout13` to `holdout18` (injection only,"
+        " separate files, when present): written by six more authors before the seventh round changed anything,"
+        " their lines never seen by the detector's authors: the clean splits; docs/guardrails.md says which chose"
+        " what and how often each was scored).",
         "",
         "Frozen splits (sha256 of the split's JSON lines, sorted, joined by newlines):",
         "",

@@ -84,7 +84,8 @@ def run(detector: Any, grid: Sequence[tuple[float, float]]) -> dict[str, Any]:
     from moderation.detectors import classifier
 
     ref = detector.reference
-    extra = classifier._labelled_rows(classifier.TRAINING, None) + [
+    # The reference set's examples already hold the training set (its companion).
+    extra = [
         row
         for row in classifier._labelled_rows(classifier.PUBLIC, None)
         if classifier.public_training_half(row["text"])

@@ -8,19 +8,21 @@ the evaluation splits, the two together found 96% of held-out attacks at 0.5 whe
 found 87%, with no more false positives on ordinary chat (see docs/guardrails.md). A check costs one
 dot product with the vector and a sum over the text's buckets.
 
-The head is trained on the reference set the k-NN uses, the training set (moderation/data/
-injection_training.jsonl: attacks and benign requests written for it, each citing the published
-technique it follows), half of the public corpus (bench/data/injection_public.jsonl: other people's
-attacks and benign documents, which keep the line off long ordinary pastes), and the splits of
+The head is trained on what the k-NN votes over (reference.py: the curated reference set and, as its
+companion, the training set, moderation/data/injection_training.jsonl: attacks and benign requests
+written for it, each citing the published technique it follows, and since the seventh round the retired
+clean splits holdout4 to holdout12, each written by someone who never saw the detector and scored at the
+end of its round), plus half of the public corpus (bench/data/injection_public.jsonl: other people's
+attacks and benign documents, which keep the line off long ordinary pastes) and the splits of
 bench/data/injection_eval.jsonl named in TRAINING_SPLITS: every split there has been tuned on by now,
 and its ~500 ordinary chat prompts help put the line in the right place for everyday requests. The
-clean splits (holdout4 to holdout12) are separate files this module never reads.
+current clean splits (holdout13 to holdout18) are separate files this module never reads.
 bench/guardrails_injection_cv.py measures the head by holding each split out in turn. It is shipped
-as moderation/data/<set>_classifier.npz with the sha256 of the reference JSONL and of the training
-set (what a deployment carries; the bench files' digests are recorded, not checked), and the
-embedding model's name. If either differs, the head is retrained in-process from the
-reference set alone (a few seconds, deterministic, weaker) with a warning, like stale reference
-vectors are re-embedded. After editing either set, rebuild:
+as moderation/data/<set>_classifier.npz with the digest of the reference set and its companions (what a
+deployment carries; the bench files' digests are recorded, not checked) and the embedding model's name.
+If either differs, the head is retrained in-process from the reference set and its companions alone (a
+minute, deterministic, weaker without the public half) with a warning, like stale reference vectors are
+re-embedded. After editing either file, rebuild:
 
     python -m moderation.detectors.reference && python -m moderation.detectors.classifier
 
@@ -142,7 +144,7 @@ class HeadCache:
 
 
 def _load_or_train(reference_set: reference.ReferenceSet) -> LinearHead:
-    shipped = _shipped_head(reference_set.name, sources_digest(reference_set.path))
+    shipped = _shipped_head(reference_set.name, reference_set.digest())
     if shipped is not None:
         return shipped
     logger.warning(
@@ -151,14 +153,6 @@ def _load_or_train(reference_set: reference.ReferenceSet) -> LinearHead:
         reference_set.name,
     )
     return train_on(reference_set)
-
-
-def sources_digest(reference_path: Path) -> str:
-    """What a shipped head was trained from: the reference set and, when present, the training set."""
-    digest = reference.source_digest(reference_path)
-    if TRAINING.exists():
-        digest = hashlib.sha256((digest + reference.source_digest(TRAINING)).encode()).hexdigest()
-    return digest
 
 
 def train_on(reference_set: reference.ReferenceSet) -> LinearHead:
@@ -200,10 +194,11 @@ def _labelled_rows(path: Path, splits: Sequence[str] | None) -> list[dict[str, A
 
 
 def training_pool(reference_set: reference.ReferenceSet) -> Pool:
-    """Reference examples plus the training set, the public corpus's training half and the TRAINING_SPLITS rows."""
+    """The reference set's examples (the training set among them), the public corpus's training half and the
+    TRAINING_SPLITS rows."""
     examples = reference_set.examples
     public = [row for row in _labelled_rows(PUBLIC, None) if public_training_half(row["text"])]
-    rows = _labelled_rows(TRAINING, None) + public + _labelled_rows(EVALUATION, TRAINING_SPLITS)
+    rows = public + _labelled_rows(EVALUATION, TRAINING_SPLITS)
     extra_texts = [row["text"] for row in rows]
     return Pool(
         vectors=np.vstack([reference_set.matrix, reference.embed_texts(extra_texts)]),
@@ -220,7 +215,7 @@ def build(name: str, pool: Pool | None = None) -> tuple[Path, LinearHead]:
     pool = pool or training_pool(reference_set)
     head = train(pool.vectors, pool.positive, pool.texts)
     meta = {
-        "source_sha256": sources_digest(reference_set.path),
+        "source_sha256": reference_set.digest(),
         "training_splits": list(TRAINING_SPLITS),
         "training_rows_sha256": pool.extra_digest,
         "model": embeddings.model_name(),

@@ -1244,29 +1244,35 @@ class InjectionDetector(reference.NeighbourSignal):
         *,
         use_head: bool = True,
         head_floor: float = 0.5,
-        head_weight: float = 0.85,
+        head_weight: float = 0.95,
         head_document_factor: float = 0.8,
         head_non_latin: bool = True,
         short_head_floor: float = 1.01,
+        knn_document_factor: float = 0.8,
         **options: Unpack[reference.KnnOptions],
     ) -> None:
         super().__init__(**options)
         # The head (classifier.py) reads the same vectors as the k-NN plus the candidates' hashed n-grams.
-        # Its settings were chosen on validation data only (holdout5's totals, the public corpus's held-out
-        # half, a 5-fold split of the sixth round's training slices): the most recall whose false positives on
-        # holdout5's ordinary chat stay under 1% (1 of 131). Alone the head flags above p~0.79; on a pasted
-        # document, where its false positives are (long ordinary texts with a line that reads like an
-        # instruction), it counts 0.8 and needs p~0.87 or a rule or the k-NN. It also reads text in other
-        # scripts (head_non_latin), where the k-NN is off: its character n-grams carry there. A message of a
-        # few words that no rule matches could be flagged on the head alone from p >= short_head_floor; that is
-        # off (above 1), because everyday three-word messages reach p 0.94 ("premium user here": "<role> here"
-        # opens many attacks), and a turn's input verdict blocks.
+        # Settings of the seventh round, chosen by holding the retired clean splits out three at a time (the
+        # head retrained without them, the k-NN without them) and on the public corpus's held-out half: alone
+        # the head flags above p~0.76. On a pasted document, where both learned signals' false positives are
+        # (long ordinary texts whose whole vector sits near attack documents of the same genre, or with a
+        # line that reads like an instruction), each counts 0.8: the head alone then needs p~0.83, and the
+        # k-NN alone no longer flags one (a unanimous vote adds 0.48): it needs the head or a rule to agree.
+        # Against a k-NN document factor of 1.0, the folds lost 0.8 points of recall (94.7% against 95.5%)
+        # for one fewer of 1,169 ordinary prompts flagged, and the public half four fewer of 879 benign
+        # documents for one attack. The head also reads text in other scripts (head_non_latin), where the
+        # k-NN is off: its character n-grams carry there. A message of a few words that no rule matches
+        # could be flagged on the head alone from p >= short_head_floor; that is off (above 1), because
+        # everyday three-word messages reach p 0.94 ("premium user here": "<role> here" opens many
+        # attacks), and a turn's input verdict blocks.
         self.use_head = use_head
         self.head_floor = head_floor
         self.head_weight = head_weight
         self.head_document_factor = head_document_factor
         self.head_non_latin = head_non_latin
         self.short_head_floor = short_head_floor
+        self.knn_document_factor = knn_document_factor
         self.head = classifier.HeadCache(self.reference)
 
     def check(self, text: str, *, direction: Direction, context: CheckContext) -> list[Finding]:
@@ -1276,7 +1282,7 @@ class InjectionDetector(reference.NeighbourSignal):
         evidence = _Evidence(
             signals=rule_signals(text[: self.max_chars]),
             document=_is_document(textnorm.fold(text[:800]).text),
-            words=len(text.split()),
+            words=word_count(text),
         )
         if self.use_knn:
             self._add_knn(text, context, evidence)
@@ -1337,6 +1343,7 @@ class InjectionDetector(reference.NeighbourSignal):
         head = self.head_contribution(evidence.head_score)
         if evidence.document:
             head *= self.head_document_factor
+            knn *= self.knn_document_factor
         by_category = textnorm.by_category(evidence.signals)
         if not by_category and knn == 0.0 and head == 0.0:
             return []
@@ -1374,6 +1381,18 @@ class InjectionDetector(reference.NeighbourSignal):
             spans=tuple(Span(start, end, label) for start, end in sorted(spans)[:20]),
             detail="; ".join(parts),
         )
+
+
+# Scripts written without spaces between words (Chinese, Japanese kana, Thai, Lao, Burmese, Khmer): a run of
+# them is a sentence, not one word.
+_UNSPACED = re.compile(r"[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+UNSPACED_CHARS_PER_WORD = 2
+
+
+def word_count(text: str) -> int:
+    """Words in a message, counting every two characters of an unspaced script as one (a Chinese word is 1.5)."""
+    unspaced = len(_UNSPACED.findall(text))
+    return len(_UNSPACED.sub(" ", text).split()) + unspaced // UNSPACED_CHARS_PER_WORD
 
 
 def _mostly_latin(text: str) -> bool:

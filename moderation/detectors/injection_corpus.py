@@ -13,7 +13,9 @@ only generated lines, so hand-written examples stay as they are:
     python -m moderation.detectors.injection_corpus
     python -m moderation.detectors.reference && python -m moderation.detectors.classifier
 
-Deterministic (a fixed seed), deduplicated, and never emits a line of the evaluation sets.
+Deterministic (a fixed seed), deduplicated, and never emits a line of the evaluation sets: neither
+injection_eval.jsonl's nor any split file's (bench/data/injection_holdout*.jsonl), compared with case and
+punctuation folded.
 """
 
 from __future__ import annotations
@@ -862,17 +864,28 @@ def generate(seed: int = SEED) -> list[Line]:
 
 
 def _evaluation_texts() -> set[str]:
-    if not EVALUATION.exists():
-        return set()
-    return {json.loads(line)["text"] for line in EVALUATION.read_text(encoding="utf-8").splitlines() if line}
+    """The folded texts of every evaluation file: the eval set and each split file beside it."""
+    paths = [EVALUATION, *sorted(EVALUATION.parent.glob("injection_holdout*.jsonl"))]
+    return {
+        _key(json.loads(line)["text"])
+        for path in paths
+        if path.exists()
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    }
+
+
+def _key(text: str) -> str:
+    return re.sub(r"\W+", " ", text.lower()).strip()
 
 
 def _dedupe(lines: Iterable[Line], forbidden: set[str]) -> list[Line]:
+    """Lines in order, without repeats or any whose folded text is in `forbidden`."""
     seen: set[str] = set()
     kept = []
     for line in lines:
-        key = re.sub(r"\W+", " ", line.text.lower()).strip()
-        if key in seen or line.text in forbidden:
+        key = _key(line.text)
+        if key in seen or key in forbidden:
             continue
         seen.add(key)
         kept.append(line)
