@@ -87,7 +87,11 @@ class ReferenceSet:
         self.path = DATA / f"{name}.jsonl"
         self.paths = (self.path, *(DATA / companion for companion in COMPANIONS.get(name, ())))
         self._lock = threading.Lock()
-        self._loaded: tuple[list[Example], NDArray[np.float32]] | None = None
+        # (examples, their unit vectors as columns, which are harmful). With a companion the set has ~17,000
+        # examples: the mask is built once, not on each vote (a Python pass over them costs a millisecond),
+        # and the vectors are kept transposed, because a vector times a contiguous (384, n) matrix reads it
+        # in order: 0.3 ms here against 1.1 ms through a transposed view of (n, 384).
+        self._loaded: tuple[list[Example], NDArray[np.float32], NDArray[np.bool_]] | None = None
 
     @property
     def examples(self) -> list[Example]:
@@ -95,20 +99,20 @@ class ReferenceSet:
 
     @property
     def matrix(self) -> NDArray[np.float32]:
-        return self._load()[1]
+        """The examples' unit vectors, one row each (a view)."""
+        return self._load()[1].T
 
     def votes(self, vectors: NDArray[np.float32], *, exclude: Sequence[int] = ()) -> list[Votes]:
         """The neighbours' verdict for each row of `vectors` (unit vectors, shape (m, 384)).
 
         `exclude` leaves examples out (leave-one-out evaluation of the set itself).
         """
-        examples, matrix = self._load()
+        examples, columns, harmful = self._load()
         if len(vectors) == 0:
             return []
-        sims = vectors @ matrix.T
+        sims = vectors @ columns
         if exclude:
             sims[:, list(exclude)] = -1.0
-        harmful = self._harmful_mask(examples)
         return [self._vote(row, examples, harmful) for row in sims]
 
     def _vote(self, sims: NDArray[np.float32], examples: list[Example], harmful: NDArray[np.bool_]) -> Votes:
@@ -142,13 +146,14 @@ class ReferenceSet:
         """What the set is made of: its own file's sha256, or with companions a digest of all their digests."""
         return set_digest(self.paths)
 
-    def _load(self) -> tuple[list[Example], NDArray[np.float32]]:
+    def _load(self) -> tuple[list[Example], NDArray[np.float32], NDArray[np.bool_]]:
         loaded = self._loaded
         if loaded is None:
             with self._lock:
                 if self._loaded is None:
                     examples = self.examples_from_files()
-                    self._loaded = (examples, _vectors_of(self, examples))
+                    columns = np.ascontiguousarray(_vectors_of(self, examples).T)
+                    self._loaded = (examples, columns, self._harmful_mask(examples))
                 loaded = self._loaded
         return loaded
 
