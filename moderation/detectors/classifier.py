@@ -114,7 +114,7 @@ def head_path(name: str) -> Path:
     return reference.DATA / f"{name}_classifier.npz"
 
 
-TRAINING = reference.DATA / "injection_training.jsonl"
+TRAINING = reference.DATA / reference.COMPANIONS["injection_reference"][0]  # the written training set
 # The public corpus (bench/injection_public.py): half its lines, chosen by a hash of the text, train the
 # head; bench/guardrails_public.py scores the detector on the other half.
 PUBLIC = reference.DATA.parent.parent / "bench" / "data" / "injection_public.jsonl"

@@ -229,6 +229,14 @@ def test_shipped_vectors_match_the_reference_set_and_the_model() -> None:
         assert np.all(np.sum(fresh * shipped[sample], axis=1) > 0.99)
 
 
+def test_a_set_is_loaded_once_per_process_and_shared_read_only() -> None:
+    first, second = reference.ReferenceSet("injection_reference"), reference.ReferenceSet("injection_reference")
+    assert first.examples is second.examples
+    assert np.shares_memory(first.matrix, second.matrix)
+    with pytest.raises(ValueError):
+        first.matrix[0, 0] = 1.0
+
+
 def test_a_data_file_is_hashed_once_per_version(tmp_path: Path) -> None:
     data = tmp_path / "set.jsonl"
     data.write_text('{"text": "one"}\n')
